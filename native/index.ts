@@ -1,0 +1,143 @@
+/**
+ * The syscalls Node lacks, from the N-API addon built by node-gyp (native/binding.gyp) at install. Only thin
+ * wrappers live in C; policy stays in TypeScript. Every function throws a Node-style system error
+ * (`err.code` = 'ENOENT', `err.errno`, `err.syscall`) on failure, like fs.*Sync.
+ *
+ * Paths given with a dirfd are resolved relative to that fd; nothing here follows a path from the process's cwd.
+ */
+import * as path from 'node:path';
+
+export interface NativeBinding {
+  // --- path resolution inside a root -------------------------------------------------------------------
+  /** openat2(2). resolve is a RESOLVE_* mask (RESOLVE_IN_ROOT keeps every lookup below dirfd). Returns an fd. */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+  mkdirat(dirfd: number, path: string, mode: number): void;
+  /** mknodat(2); dev is makedev(major, minor) computed by makedev() below. */
+  mknodat(dirfd: number, path: string, mode: number, major: number, minor: number): void;
+  symlinkat(target: string, dirfd: number, path: string): void;
+  linkat(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): void;
+  unlinkat(dirfd: number, path: string, flags: number): void;
+  renameat2(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): void;
+  fchownat(dirfd: number, path: string, uid: number, gid: number, flags: number): void;
+  fchmodat(dirfd: number, path: string, mode: number): void;
+  /** utimensat(2) with nanosecond times; flags may hold AT_SYMLINK_NOFOLLOW. */
+  utimensat(dirfd: number, path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): void;
+  /** fstatat(2): [mode, uid, gid, size, ino, dev, nlink, rdevMajor, rdevMinor, mtimeSec, mtimeNsec]. */
+  fstatat(dirfd: number, path: string, flags: number): number[];
+
+  // --- extended attributes ------------------------------------------------------------------------------
+  fsetxattr(fd: number, name: string, value: Buffer, flags: number): void;
+  lsetxattr(path: string, name: string, value: Buffer, flags: number): void;
+  /** Returns null when the attribute does not exist (ENODATA). */
+  lgetxattr(path: string, name: string): Buffer | null;
+  fgetxattr(fd: number, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  flistxattr(fd: number): string[];
+  lremovexattr(path: string, name: string): void;
+
+  // --- mounts and filesystems ---------------------------------------------------------------------------
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  syncfs(fd: number): void;
+  /** ioctl(FICLONE): make dst share src's extents (btrfs, XFS with reflink). */
+  ficlone(dstFd: number, srcFd: number): void;
+  /** statfs(2) f_type of the filesystem holding fd (e.g. 0x9123683e for btrfs). */
+  fstatfsType(fd: number): number;
+
+  // --- btrfs ioctls -------------------------------------------------------------------------------------
+  btrfsSubvolCreate(parentDirFd: number, name: string): void;
+  /** BTRFS_IOC_SNAP_CREATE_V2 of the subvolume open at srcFd into parentDirFd/name. */
+  btrfsSubvolSnapshot(srcFd: number, parentDirFd: number, name: string, readonly: boolean): void;
+  btrfsSubvolDelete(parentDirFd: number, name: string): void;
+  btrfsSetReadonly(fd: number, readonly: boolean): void;
+  /** The subvolume id (tree id) of the subvolume open at fd. */
+  btrfsSubvolId(fd: number): number;
+
+  // --- project quotas (XFS prjquota, ext4 project) --------------------------------------------------------
+  /** FS_IOC_FSSETXATTR: set the project id (and the inherit flag on directories) of the inode open at fd. */
+  setProjectId(fd: number, projectId: number, inherit: boolean): void;
+  getProjectId(fd: number): number;
+  /** quotactl(Q_XSETQLIM / Q_SETQUOTA) for a project: hard block limit in bytes (0 removes it). */
+  setProjectQuota(blockDevice: string, projectId: number, hardLimitBytes: number): void;
+  /** quotactl(Q_GETQUOTA) for a project: [bytesUsed, inodesUsed]. */
+  getProjectUsage(blockDevice: string, projectId: number): [number, number];
+}
+
+/** Flags and constants the binding's callers use (Linux x86_64/aarch64 values). */
+export const O = {
+  RDONLY: 0o0,
+  WRONLY: 0o1,
+  RDWR: 0o2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NOCTTY: 0o400,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  DIRECTORY: 0o200000,
+  NOFOLLOW: 0o400000,
+  CLOEXEC: 0o2000000,
+  PATH: 0o10000000,
+} as const;
+
+export const RESOLVE = {
+  NO_XDEV: 0x01,
+  NO_MAGICLINKS: 0x02,
+  NO_SYMLINKS: 0x04,
+  BENEATH: 0x08,
+  IN_ROOT: 0x10,
+} as const;
+
+export const AT = {
+  FDCWD: -100,
+  SYMLINK_NOFOLLOW: 0x100,
+  REMOVEDIR: 0x200,
+  SYMLINK_FOLLOW: 0x400,
+  EMPTY_PATH: 0x1000,
+} as const;
+
+export const RENAME = { NOREPLACE: 1, EXCHANGE: 2, WHITEOUT: 4 } as const;
+
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  REMOUNT: 32,
+  BIND: 4096,
+  MOVE: 8192,
+  REC: 16384,
+  PRIVATE: 1 << 18,
+} as const;
+
+export const MNT = { FORCE: 1, DETACH: 2 } as const;
+export const XATTR = { CREATE: 1, REPLACE: 2 } as const;
+
+export const FS_MAGIC = {
+  BTRFS: 0x9123683e,
+  XFS: 0x58465342,
+  EXT4: 0xef53,
+  TMPFS: 0x01021994,
+  OVERLAY: 0x794c7630,
+  ZFS: 0x2fc12fc1,
+  FUSE: 0x65735546,
+} as const;
+
+let cached: NativeBinding | undefined;
+
+/** The addon, loaded once. Throws with a clear message when the install did not build it. */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  // dist/native/index.js and native/index.ts both sit one level below the project root.
+  const addon = path.resolve(__dirname, '..', '..', 'native', 'build', 'Release', 'strata_native.node');
+  const fallback = path.resolve(__dirname, 'build', 'Release', 'strata_native.node');
+  for (const candidate of [addon, fallback]) {
+    try {
+      cached = require(candidate) as NativeBinding;
+      return cached;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'MODULE_NOT_FOUND') throw e;
+    }
+  }
+  throw new Error(`strata's native addon is not built (looked for ${addon}); run "npm install" (it runs node-gyp)`);
+}

@@ -1,0 +1,16 @@
+/**
+ * The gRPC services served on strata's socket. containerd's Snapshots service first; strata's own services
+ * (proto/strata/v1/*) after it. Each module exports `register(server, ctx)`.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { DaemonContext } from '../daemon/context';
+
+export interface ServiceModule {
+  register(server: grpc.Server, ctx: DaemonContext): void;
+}
+
+export function serviceModules(): ServiceModule[] {
+  return [
+    require('./snapshots') as ServiceModule,
+  ];
+}
