@@ -97,7 +97,7 @@ export class SnapshotsApiClient {
     const info: PbInfo = { name, parent: '', kind: PbKind.UNKNOWN, createdAt: undefined, updatedAt: undefined, labels };
     const r = await call(
       this.raw.update.bind(this.raw),
-      { snapshotter: this.snapshotter, info, updateMask: fieldPaths.length ? { paths: fieldPaths } : undefined },
+      { snapshotter: this.snapshotter, info, updateMask: fieldPaths.length ? fieldPaths : undefined },
       this.timeoutMs,
     );
     if (!r.info) throw new Error('Update returned no info');
@@ -106,7 +106,7 @@ export class SnapshotsApiClient {
 
   /** Raw Update, for tests that send kinds/parents that must be refused. */
   async updateRaw(info: PbInfo, fieldPaths: string[]): Promise<Info> {
-    const r = await call(this.raw.update.bind(this.raw), { snapshotter: this.snapshotter, info, updateMask: { paths: fieldPaths } }, this.timeoutMs);
+    const r = await call(this.raw.update.bind(this.raw), { snapshotter: this.snapshotter, info, updateMask: fieldPaths }, this.timeoutMs);
     if (!r.info) throw new Error('Update returned no info');
     return infoFromPb(r.info);
   }
