@@ -1,0 +1,104 @@
+/** containerd.services.snapshots.v1.Snapshots over the Snapshotter core. */
+import type * as grpc from '@grpc/grpc-js';
+import {
+  Kind as PbKind,
+  SnapshotsService,
+  type Info as PbInfo,
+  type SnapshotsServer,
+} from '../gen/containerd/services/snapshots/v1/snapshots';
+import type { Mount as PbMount } from '../gen/containerd/types/mount';
+import type { Info, Kind, Mount } from '../core/types';
+import { isStrataError } from '../core/errors';
+import type { DaemonContext } from '../daemon/context';
+import { toGrpcError, unary } from './status';
+
+const KIND_TO_PB: Record<Kind, PbKind> = { view: PbKind.VIEW, active: PbKind.ACTIVE, committed: PbKind.COMMITTED };
+
+/** Infos per List message: well below the 16 MiB message limit even with 4 KiB labels. */
+const LIST_BATCH = 100;
+
+export function infoToPb(info: Info): PbInfo {
+  return {
+    name: info.name,
+    parent: info.parent,
+    kind: KIND_TO_PB[info.kind],
+    createdAt: info.created,
+    updatedAt: info.updated,
+    labels: info.labels,
+  };
+}
+
+function mountsToPb(mounts: Mount[]): PbMount[] {
+  return mounts.map((m) => ({ type: m.type, source: m.source, target: '', options: m.options }));
+}
+
+export function register(server: grpc.Server, ctx: DaemonContext): void {
+  const s = ctx.snapshotter;
+  const log = ctx.log.child({ service: 'snapshots' });
+  const onError = (method: string, e: unknown): void => {
+    // Expected refusals (NotFound, AlreadyExists...) are answers, not faults: log them quietly.
+    if (isStrataError(e) && e.code !== 'Internal') log.debug('call refused', { method, code: e.code, err: e.message });
+    else log.error('call failed', { method, err: e as Error });
+  };
+
+  const impl: SnapshotsServer = {
+    prepare: unary('Prepare', async (r) => ({ mounts: mountsToPb(await s.prepare(r.key, r.parent, r.labels)) }), onError),
+    view: unary('View', async (r) => ({ mounts: mountsToPb(await s.view(r.key, r.parent, r.labels)) }), onError),
+    mounts: unary('Mounts', async (r) => ({ mounts: mountsToPb(await s.mounts(r.key)) }), onError),
+    commit: unary(
+      'Commit',
+      async (r) => {
+        await s.commit(r.name, r.key, r.labels, r.parent);
+        return {};
+      },
+      onError,
+    ),
+    remove: unary(
+      'Remove',
+      async (r) => {
+        await s.remove(r.key);
+        return {};
+      },
+      onError,
+    ),
+    stat: unary('Stat', (r) => ({ info: infoToPb(s.stat(r.key)) }), onError),
+    update: unary(
+      'Update',
+      (r) => {
+        const info = r.info ?? { name: '', labels: {} };
+        return { info: infoToPb(s.update({ name: info.name, labels: info.labels ?? {} }, r.updateMask ?? [])) };
+      },
+      onError,
+    ),
+    list: (call) => {
+      try {
+        for (const batch of s.list(call.request.filters, LIST_BATCH)) {
+          if (call.cancelled) return;
+          call.write({ info: batch.map(infoToPb) });
+        }
+        call.end();
+      } catch (e) {
+        onError('List', e);
+        call.destroy(Object.assign(new Error(toGrpcError(e, 'List').details), toGrpcError(e, 'List')));
+      }
+    },
+    usage: unary(
+      'Usage',
+      async (r) => {
+        const u = await s.usage(r.key);
+        return { size: u.size, inodes: u.inodes };
+      },
+      onError,
+    ),
+    cleanup: unary(
+      'Cleanup',
+      async () => {
+        const report = await s.cleanup();
+        if (report.reclaimed.length > 0) log.info('cleanup reclaimed storage', { ids: report.reclaimed });
+        return {};
+      },
+      onError,
+    ),
+  };
+  server.addService(SnapshotsService, impl);
+}
