@@ -16,6 +16,18 @@ const load = (m: CommandModule): Command => m.command;
 export function commands(): Command[] {
   return [
     // core (snapctl owner)
+    load(require('./ls') as CommandModule),
+    load(require('./tree') as CommandModule),
+    load(require('./info') as CommandModule),
+    load(require('./mounts') as CommandModule),
+    load(require('./usage') as CommandModule),
+    load(require('./prepare') as CommandModule),
+    load(require('./view') as CommandModule),
+    load(require('./commit') as CommandModule),
+    load(require('./rm') as CommandModule),
+    load(require('./label') as CommandModule),
+    load(require('./cleanup') as CommandModule),
+    load(require('./status') as CommandModule),
     // other areas: one line each, e.g. load(require('./apply') as CommandModule),
   ];
 }
