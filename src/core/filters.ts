@@ -98,7 +98,8 @@ class Parser {
   private value(allowAltQuotes: boolean): string {
     const c = this.peek();
     if (c === undefined) this.fail('expected value or quoted');
-    if (c === '"' || c === "'" || (allowAltQuotes && (c === '/' || c === '|'))) return this.quoted(allowAltQuotes);
+    // containerd's scanner reads / and | as quotes everywhere; only ~= accepts them.
+    if (c === '"' || c === "'" || c === '/' || c === '|') return this.quoted(allowAltQuotes);
     const m = /^[^\s,]+/.exec(this.input.slice(this.pos));
     if (!m) this.fail('expected value or quoted');
     this.pos += m[0].length;

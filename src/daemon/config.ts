@@ -88,7 +88,7 @@ export function parseConfig(text: string, source = 'config'): Config {
         } else if (typeof value === 'object' && value !== null) {
           for (const [name, table] of Object.entries(value)) {
             if (!isDriverName(name)) throw invalidArgument(`${source}: unknown driver table [driver.${name}]`);
-            cfg.drivers[name] = table as DriverConfig;
+            cfg.drivers[name] = { ...(table as DriverConfig) };
           }
         }
         break;
