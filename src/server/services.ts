@@ -12,5 +12,6 @@ export interface ServiceModule {
 export function serviceModules(): ServiceModule[] {
   return [
     require('./snapshots') as ServiceModule,
+    require('./admin') as ServiceModule,
   ];
 }

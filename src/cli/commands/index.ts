@@ -27,6 +27,8 @@ export function commands(): Command[] {
     load(require('./rm') as CommandModule),
     load(require('./label') as CommandModule),
     load(require('./cleanup') as CommandModule),
+    load(require('./mount') as CommandModule),
+    load(require('./umount') as CommandModule),
     load(require('./status') as CommandModule),
     // other areas: one line each, e.g. load(require('./apply') as CommandModule),
   ];
