@@ -56,7 +56,7 @@ export function humanSize(bytes: number): string {
   }
   if (u === 0) return `${v} B`;
   const s = v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-  return `${s.replace(/\.?0+$/, '')} ${UNITS[u]}`;
+  return `${s.includes('.') ? s.replace(/\.?0+$/, '') : s} ${UNITS[u]}`;
 }
 
 /** "just now", "5 seconds ago", "3 minutes ago", "2 days ago": how `docker ps` shows ages. */
