@@ -7,5 +7,7 @@ import type { Closable, DaemonContext } from './context';
 export type Extension = (ctx: DaemonContext) => Promise<Closable>;
 
 export function extensions(): Extension[] {
-  return [];
+  return [
+    (require('../volumes/plugin/extension') as { dockerVolumePlugin: Extension }).dockerVolumePlugin,
+  ];
 }

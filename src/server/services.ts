@@ -12,6 +12,7 @@ export interface ServiceModule {
 export function serviceModules(): ServiceModule[] {
   return [
     require('./snapshots') as ServiceModule,
+    require('./volumes') as ServiceModule,
     require('./admin') as ServiceModule,
   ];
 }
