@@ -114,7 +114,9 @@ export class MetadataStore {
     this.db = new Database(file);
     try {
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
+      // NORMAL in WAL mode survives any process crash (kill -9); only a power loss can drop the newest
+      // transactions. durably() syncs the ones whose loss would matter (commit, remove) — see there.
+      this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
       this.db.pragma('locking_mode = EXCLUSIVE');
       // Take the exclusive lock now rather than at the first write, so a second daemon fails at startup.
@@ -178,6 +180,22 @@ export class MetadataStore {
     return this.db.transaction(fn)();
   }
 
+  /**
+   * A transaction that is on disk when this returns, even across a power loss. Used where losing it would let
+   * metadata and storage disagree: a reverted Remove would bring back a snapshot whose bytes the reclaimer
+   * already freed; a reverted Commit would turn a committed layer back into an active one. The sync also
+   * covers every earlier NORMAL transaction (the WAL is one sequential file). Losing a "creating → ready"
+   * flip is harmless: the row is rolled back at start and Cleanup frees its storage.
+   */
+  durably<T>(fn: () => T): T {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
   get(key: string): SnapshotRow | undefined {
     const r = this.stmts.byKey.get(key);
     return r ? toRow(r) : undefined;
@@ -224,7 +242,7 @@ export class MetadataStore {
   }
 
   commit(id: number, name: string, labels: Labels, parentId: number | null): void {
-    this.stmts.commit.run({ id, name, labels: JSON.stringify(labels), parentId, now: Date.now() });
+    this.durably(() => this.stmts.commit.run({ id, name, labels: JSON.stringify(labels), parentId, now: Date.now() }));
   }
 
   setLabels(id: number, labels: Labels): void {
@@ -237,7 +255,7 @@ export class MetadataStore {
 
   /** Deletes the row and queues its storage for background reclaim, in one transaction. */
   deleteAndQueueReclaim(id: number): void {
-    this.transaction(() => {
+    this.durably(() => {
       this.stmts.delete.run(id);
       this.stmts.enqueue.run(id, Date.now());
     });
