@@ -1,0 +1,248 @@
+/**
+ * The btrfs driver: one subvolume per snapshot at `<root>/snapshots/<id>/fs`. Prepare and View snapshot the
+ * parent's subvolume (a view's snapshot is read-only), Commit sets the read-only flag on the active's subvolume in
+ * place (no copy, and no writable subvolume survives a commit), Remove deletes the subvolume (btrfs frees the
+ * extents in its cleaner thread, in the background). Every layer holds the whole tree, so a layer applies with
+ * plain deletions and mounts as a single bind.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ApplyTarget, CreateOptions, Driver, DriverUsage, OpenDir, SnapshotRef, WhiteoutForm } from '../driver';
+import { errnoCode, failedPrecondition, internal, StrataError, toStrataError } from '../../src/core/errors';
+import type { Mount } from '../../src/core/types';
+import { FS_MAGIC } from '../../native';
+import { walkUsage } from '../native/walk-usage';
+import { Qgroups } from './qgroup';
+import { isSubvolumeRoot, type SubvolOps } from './subvol';
+
+export interface BtrfsSettings {
+  root: string;
+  ops: SubvolOps;
+  /** Enable quotas at init when they are off (a rescan of an existing filesystem may take a while). */
+  enableQuota: boolean;
+}
+
+const ID_RE = /^[1-9][0-9]*$/;
+const noRelease = (): Promise<void> => Promise.resolve();
+
+export class BtrfsDriver implements Driver {
+  readonly name = 'btrfs' as const;
+  readonly whiteouts: WhiteoutForm = 'delete';
+  readonly canRebase = false;
+
+  private readonly snapshots: string;
+  private qgroups = new Qgroups(undefined);
+  /** snapshot id → subvolume id; a subvolume's id never changes, so the O(1) usage path skips the ioctl. */
+  private readonly subvolIds = new Map<number, number>();
+
+  constructor(private readonly s: BtrfsSettings) {
+    this.snapshots = path.join(s.root, 'snapshots');
+  }
+
+  dir(id: number): string {
+    return path.join(this.snapshots, String(id));
+  }
+  fsPath(id: number): string {
+    return path.join(this.snapshots, String(id), 'fs');
+  }
+
+  async init(): Promise<void> {
+    fs.mkdirSync(this.s.root, { recursive: true, mode: 0o711 });
+    // 0700: layers hold setuid binaries and other images' secrets.
+    fs.mkdirSync(this.snapshots, { recursive: true, mode: 0o700 });
+    const type = fs.statfsSync(this.snapshots).type;
+    if (type !== FS_MAGIC.BTRFS) {
+      throw failedPrecondition(`btrfs driver: ${this.s.root} is not on a btrfs filesystem (statfs type 0x${type.toString(16)})`);
+    }
+    this.qgroups = await Qgroups.discover(this.snapshots);
+    if (this.s.enableQuota && this.qgroups.state() === 'disabled') {
+      await Qgroups.enable(this.snapshots).catch((e: unknown) => {
+        throw toStrataError(e, 'btrfs driver: enabling quotas');
+      });
+    }
+  }
+
+  async create(snap: SnapshotRef, opts: CreateOptions): Promise<void> {
+    const dst = this.fsPath(snap.id);
+    const readonly = snap.kind === 'view';
+    try {
+      // Ids are never reused, so anything already here is a half-made leftover of a crash: start over.
+      await this.remove(snap.id);
+      fs.mkdirSync(this.dir(snap.id), { mode: 0o700 });
+      const parent = snap.parents[0];
+      if (parent !== undefined) {
+        const src = this.fsPath(parent);
+        if (!fs.existsSync(src)) throw failedPrecondition(`btrfs driver: parent snapshot ${parent} has no subvolume at ${src}`);
+        await this.s.ops.snapshot(src, dst, readonly);
+      } else {
+        await this.s.ops.create(dst);
+        fs.chmodSync(dst, 0o755);
+        if (readonly) await this.s.ops.setReadonly(dst, true);
+      }
+      // A view cannot be written, so a limit would mean nothing there.
+      if (opts.sizeLimit !== undefined && opts.sizeLimit > 0 && !readonly) await this.limit(dst, opts.sizeLimit);
+    } catch (e) {
+      await this.remove(snap.id).catch(() => undefined);
+      throw toStrataError(e, `btrfs driver: creating snapshot ${snap.id}`);
+    }
+  }
+
+  private async limit(subvol: string, bytes: number): Promise<void> {
+    const state = this.qgroups.state();
+    if (state !== 'enabled' && state !== 'inconsistent') {
+      throw failedPrecondition(
+        `btrfs driver: a size limit needs btrfs quotas, which are ${state} on ${this.s.root}: run "btrfs quota enable <mountpoint>" or set enable_quota = true in [driver.btrfs]`,
+      );
+    }
+    await this.qgroups.limitExclusive(subvol, bytes);
+  }
+
+  async mounts(snap: SnapshotRef): Promise<Mount[]> {
+    return [{ type: 'bind', source: this.fsPath(snap.id), options: ['rbind', snap.kind === 'view' ? 'ro' : 'rw'] }];
+  }
+
+  async commit(snap: SnapshotRef): Promise<void> {
+    try {
+      // Setting the flag again on a committed subvolume is a no-op (the native side skips it), so a commit
+      // retried after a crash is harmless.
+      await this.s.ops.setReadonly(this.fsPath(snap.id), true);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} has no subvolume to commit`);
+      throw toStrataError(e, `btrfs driver: committing snapshot ${snap.id}`);
+    }
+  }
+
+  async remove(id: number): Promise<void> {
+    const dir = this.dir(id);
+    try {
+      if (!fs.existsSync(dir)) return;
+      await this.destroyTree(this.fsPath(id));
+      fs.rmSync(dir, { recursive: true, force: true });
+      this.subvolIds.delete(id);
+    } catch (e) {
+      throw toStrataError(e, `btrfs driver: removing snapshot ${id}`);
+    }
+  }
+
+  /**
+   * Deletes the subvolume at p. A container may have made subvolumes inside its own (`btrfs subvolume create`
+   * in a build step); the kernel refuses to delete a subvolume holding others (ENOTEMPTY), so those go first.
+   */
+  private async destroyTree(p: string): Promise<void> {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return;
+      throw e;
+    }
+    if (!isSubvolumeRoot(st)) {
+      fs.rmSync(p, { recursive: true, force: true });
+      return;
+    }
+    try {
+      await this.s.ops.destroy(p);
+    } catch (e) {
+      if (errnoCode(e) !== 'ENOTEMPTY' && !/not empty/i.test(String((e as Error).message))) throw e;
+      // Nested subvolumes sit in a directory of the outer one, which must be writable to unlink them.
+      await this.s.ops.setReadonly(p, false);
+      for (const nested of findNestedSubvolumes(p, st.dev)) await this.destroyTree(nested);
+      await this.s.ops.destroy(p);
+    }
+  }
+
+  async usage(snap: SnapshotRef): Promise<DriverUsage> {
+    const state = this.qgroups.state();
+    if (state === 'enabled') {
+      const q = this.qgroups.usage(await this.subvolId(snap.id));
+      // btrfs counts no inodes per subvolume; the figure that matters for limits is bytes.
+      if (q) return { size: q.exclusive, inodes: 0, method: 'qgroup' };
+    }
+    return this.walkLayer(snap);
+  }
+
+  /**
+   * Without qgroups a layer's own bytes are not recorded anywhere: estimate them as the tree's size less its
+   * parent's (every btrfs layer holds the whole tree). Slow, and said so by method 'walk'.
+   */
+  private async walkLayer(snap: SnapshotRef): Promise<DriverUsage> {
+    const mine = await walkUsage(this.fsPath(snap.id));
+    const parent = snap.parents[0];
+    if (parent === undefined) return { ...mine, method: 'walk' };
+    const theirs = await walkUsage(this.fsPath(parent));
+    return { size: Math.max(0, mine.size - theirs.size), inodes: Math.max(0, mine.inodes - theirs.inodes), method: 'walk' };
+  }
+
+  private async subvolId(id: number): Promise<number> {
+    let sv = this.subvolIds.get(id);
+    if (sv === undefined) {
+      try {
+        sv = await this.s.ops.id(this.fsPath(id));
+      } catch (e) {
+        if (errnoCode(e) === 'ENOENT') throw new StrataError('NotFound', `btrfs driver: snapshot ${id} has no subvolume`);
+        throw toStrataError(e, `btrfs driver: subvolume id of snapshot ${id}`);
+      }
+      this.subvolIds.set(id, sv);
+    }
+    return sv;
+  }
+
+  async openApplyTarget(snap: SnapshotRef): Promise<ApplyTarget> {
+    if (snap.kind !== 'active') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} is ${snap.kind}, not active`);
+    // The subvolume already holds the parents' files, so deletions are applied as deletions and no lower dir is
+    // consulted.
+    return { dir: this.fsPath(snap.id), whiteouts: 'delete', lowerDirs: [], release: noRelease };
+  }
+
+  async openTree(snap: SnapshotRef): Promise<OpenDir> {
+    const dir = this.fsPath(snap.id);
+    if (!fs.existsSync(dir)) throw internal(`btrfs driver: snapshot ${snap.id} has no subvolume at ${dir}`);
+    return { dir, release: noRelease };
+  }
+
+  async listOnDisk(): Promise<number[]> {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.snapshots);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return [];
+      throw e;
+    }
+    return names.filter((n) => ID_RE.test(n)).map(Number).sort((a, b) => a - b);
+  }
+
+  async status(): Promise<Record<string, string>> {
+    const st = fs.statfsSync(this.snapshots);
+    return {
+      backing_fs: 'btrfs',
+      subvolume_ops: this.s.ops.kind,
+      quota: this.qgroups.state(),
+      usage_method: this.qgroups.state() === 'enabled' ? 'qgroup (sysfs)' : 'walk',
+      qgroup_sysfs: this.qgroups.sysDir ?? '',
+      free_bytes: String(st.bavail * st.bsize),
+      size_bytes: String(st.blocks * st.bsize),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.subvolIds.clear();
+  }
+}
+
+/** Subvolume roots below dir on the same filesystem, outermost first (each is destroyed with its own nesting). */
+function findNestedSubvolumes(dir: string, dev: number): string[] {
+  const found: string[] = [];
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!ent.isDirectory()) continue;
+      const p = path.join(d, ent.name);
+      const st = fs.lstatSync(p);
+      // Each subvolume has its own st_dev; a subvolume root below dir is what we are after, not its contents.
+      if (isSubvolumeRoot(st) && st.dev !== dev) found.push(p);
+      else stack.push(p);
+    }
+  }
+  return found;
+}
