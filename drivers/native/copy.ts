@@ -75,6 +75,12 @@ export async function copyTree(src: string, dst: string, opts: CopyOptions): Pro
     fs.copyFileSync(s, d);
   };
 
+  const copyFile = (s: string, d: string, st: fs.BigIntStats): void => {
+    // A file with fewer blocks than its size has holes; copy_file_range/sendfile would fill them in.
+    if (!reflink && st.blocks * 512n < st.size) copySparse(s, d, Number(st.size));
+    else copyData(s, d);
+  };
+
   const stack: Frame[] = [{ src, dst }];
   let sinceYield = 0;
   while (stack.length > 0) {
@@ -96,7 +102,7 @@ export async function copyTree(src: string, dst: string, opts: CopyOptions): Pro
         fs.linkSync(first, f.dst);
         stats.hardlinks++;
       } else {
-        if (st.isFile()) copyData(f.src, f.dst);
+        if (st.isFile()) copyFile(f.src, f.dst, st);
         else if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(f.src), f.dst);
         else {
           // Devices, fifos and sockets are recreated as inodes (a socket inode is just a name; no listener).
@@ -115,6 +121,31 @@ export async function copyTree(src: string, dst: string, opts: CopyOptions): Pro
     }
   }
   return stats;
+}
+
+const ZERO = Buffer.alloc(64 * 1024);
+
+/** Copies a sparse file leaving zero-filled 64 KiB chunks as holes (cp --sparse=auto's rule). */
+function copySparse(s: string, d: string, size: number): void {
+  const src = fs.openSync(s, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    const dst = fs.openSync(d, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      const buf = Buffer.allocUnsafe(ZERO.length);
+      for (let pos = 0; pos < size; ) {
+        const n = fs.readSync(src, buf, 0, buf.length, pos);
+        if (n === 0) break;
+        const chunk = buf.subarray(0, n);
+        if (!chunk.equals(ZERO.subarray(0, n))) fs.writeSync(dst, chunk, 0, n, pos);
+        pos += n;
+      }
+      fs.ftruncateSync(dst, size);
+    } finally {
+      fs.closeSync(dst);
+    }
+  } finally {
+    fs.closeSync(src);
+  }
 }
 
 /** Whether files under dir can be reflinked: one FICLONE attempt between two scratch files. */
