@@ -1,0 +1,230 @@
+/**
+ * applyLayer(): a layer blob (file or stream) → files under a directory. The main thread reads and
+ * decompresses (async, so the daemon's event loop keeps serving), copies the uncompressed bytes into a shared
+ * ring, and a worker thread parses and applies them synchronously. The uncompressed stream is hashed on
+ * whichever side has more room (the worker for gzip, the main thread for zstd and plain tar) and compared
+ * with the expected diffID. Any failure rejects; the caller discards the snapshot.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
+import { decompressor, detectCompression, type Compression } from './compression';
+import { UnpackError } from './errors';
+import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
+import type { WorkerInput, WorkerResult } from './protocol';
+import { createRing, RingWriter } from './ring';
+import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
+
+export interface ApplyLayerOptions {
+  /** A path to the blob, or a stream of it. */
+  layer: string | Readable;
+  /** The directory to apply into. */
+  root: string;
+  whiteouts: WhiteoutForm;
+  userxattr?: boolean;
+  lowerDirs?: string[];
+  /** Expected diffID, `sha256:<hex>`: a mismatch fails the apply. */
+  diffId?: string;
+  sync?: SyncMode;
+  owners?: boolean;
+  devices?: 'create' | 'refuse';
+  limits?: Partial<UnpackLimits>;
+  /** Progress, called at most every ~100 ms with compressed bytes read so far. */
+  onProgress?: (compressedBytes: number, uncompressedBytes: number) => void;
+  /** Ring size in bytes (default 8 MiB). */
+  ringBytes?: number;
+}
+
+export interface UnpackLimits extends TarLimits, PathLimits {
+  /**
+   * Highest uncompressed/compressed ratio accepted once ratioAfter bytes came out. gzip tops out near 1032:1;
+   * zstd goes far beyond, which is what a bomb looks like.
+   */
+  maxRatio: number;
+  ratioAfter: number;
+  /** Most uncompressed bytes (0: no limit; a quota is the usual bound). */
+  maxUncompressed: number;
+}
+
+export const DEFAULT_LIMITS: UnpackLimits = {
+  ...DEFAULT_TAR_LIMITS,
+  ...DEFAULT_PATH_LIMITS,
+  maxRatio: 1100,
+  ratioAfter: 256 << 20,
+  maxUncompressed: 0,
+};
+
+export interface ApplyResult {
+  /** `sha256:<hex>` of the uncompressed stream. */
+  diffId: string;
+  compression: Compression;
+  compressedBytes: number;
+  uncompressedBytes: number;
+  entries: number;
+  stats: ApplyStats;
+  durationMs: number;
+}
+
+const PROGRESS_MS = 100;
+
+export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {
+  const t0 = performance.now();
+  const limits: UnpackLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  if (opts.diffId !== undefined && !/^sha256:[0-9a-f]{64}$/.test(opts.diffId)) {
+    throw new UnpackError('corrupt', `diffID "${opts.diffId}" is not sha256:<64 hex digits>`);
+  }
+  const source = typeof opts.layer === 'string' ? fs.createReadStream(opts.layer, { highWaterMark: 1 << 20 }) : opts.layer;
+  const iter = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+
+  // The first chunk decides the compression; it is then fed to the decompressor like any other.
+  let first: Buffer;
+  try {
+    const r = await iter.next();
+    first = r.done ? Buffer.alloc(0) : r.value;
+  } catch (e) {
+    throw new UnpackError('io', `reading the layer: ${(e as Error).message}`, (e as { code?: string }).code);
+  }
+  const compression = detectCompression(first);
+  const hashInWorker = compression === 'gzip';
+
+  const ring = createRing(opts.ringBytes ?? 8 << 20);
+  const writer = new RingWriter(ring);
+  const applierOpts: ApplierOptions = {
+    whiteouts: opts.whiteouts,
+    userxattr: opts.userxattr,
+    lowerDirs: opts.lowerDirs,
+    owners: opts.owners,
+    devices: opts.devices,
+    sync: opts.sync ?? 'syncfs',
+    pathLimits: { maxPathBytes: limits.maxPathBytes, maxDepth: limits.maxDepth },
+  };
+  const input: WorkerInput = {
+    ring,
+    root: path.resolve(opts.root),
+    applier: applierOpts,
+    tarLimits: { maxMetaSize: limits.maxMetaSize, maxEntries: limits.maxEntries, maxTrailing: limits.maxTrailing },
+    hashInWorker,
+  };
+  // The applier closes fds the addon opened; tracking them would cost a warning object per close.
+  const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: input, trackUnmanagedFds: false });
+  const result = new Promise<WorkerResult>((resolve, reject) => {
+    worker.once('message', (m: WorkerResult) => resolve(m));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new UnpackError('io', `the apply worker exited (code ${code}) without a result`)));
+  });
+  // Until awaited, a rejection here must not count as unhandled.
+  result.catch(() => undefined);
+
+  const hash: Hash | null = hashInWorker ? null : createHash('sha256');
+  let compressed = 0;
+  let uncompressed = 0;
+  let producerError: unknown = null;
+  try {
+    const produce = async (chunk: Buffer): Promise<boolean> => {
+      uncompressed += chunk.length;
+      if (hash) hash.update(chunk);
+      if (limits.maxUncompressed > 0 && uncompressed > limits.maxUncompressed) {
+        throw new UnpackError('limit', `the layer uncompresses to more than ${limits.maxUncompressed} bytes`);
+      }
+      if (uncompressed > limits.ratioAfter && compression !== 'none' && uncompressed > compressed * limits.maxRatio) {
+        throw new UnpackError('limit', `decompression ratio above ${limits.maxRatio}:1 after ${uncompressed} bytes: refusing a likely decompression bomb`);
+      }
+      return writer.write(chunk);
+    };
+    let lastProgress = 0;
+    const progress = (): void => {
+      if (!opts.onProgress) return;
+      const now = performance.now();
+      if (now - lastProgress < PROGRESS_MS) return;
+      lastProgress = now;
+      opts.onProgress(compressed, uncompressed);
+    };
+
+    if (compression === 'none') {
+      let chunk: Buffer | null = first;
+      while (chunk) {
+        compressed += chunk.length;
+        if (chunk.length && !(await produce(chunk))) break;
+        progress();
+        const r = await iter.next();
+        chunk = r.done ? null : r.value;
+      }
+    } else {
+      const dec = decompressor(compression);
+      // Feed the compressed side by hand so reading stops when the worker stops (backpressure end to end).
+      let feedError: unknown = null;
+      const feed = (async () => {
+        try {
+          let chunk: Buffer | null = first;
+          while (chunk) {
+            compressed += chunk.length;
+            if (!dec.write(chunk)) await new Promise<void>((r) => dec.once('drain', r));
+            if (writer.consumerFailed) break;
+            const r = await iter.next();
+            chunk = r.done ? null : r.value;
+          }
+          dec.end();
+        } catch (e) {
+          feedError = e;
+          dec.destroy(e as Error);
+        }
+      })();
+      try {
+        for await (const out of dec as AsyncIterable<Buffer>) {
+          if (!(await produce(out))) break;
+          progress();
+        }
+      } catch (e) {
+        throw feedError ?? streamError(compression, e);
+      } finally {
+        if (!dec.destroyed) dec.destroy();
+        await feed;
+      }
+      if (feedError) throw feedError;
+    }
+  } catch (e) {
+    producerError = e;
+    writer.fail();
+  } finally {
+    if (typeof opts.layer === 'string') (source as fs.ReadStream).destroy();
+  }
+  if (!producerError) writer.end();
+
+  let res: WorkerResult;
+  try {
+    res = await result;
+  } finally {
+    await worker.terminate();
+  }
+  if (producerError) {
+    if (producerError instanceof UnpackError) throw producerError;
+    throw new UnpackError('io', `reading the layer: ${(producerError as Error).message}`, (producerError as { code?: string }).code);
+  }
+  if (!res.ok) throw new UnpackError(res.kind, res.message, res.errno);
+  const digest = `sha256:${res.digest ?? (hash as Hash).digest('hex')}`;
+  if (opts.diffId !== undefined && digest !== opts.diffId) {
+    throw new UnpackError('digest', `the layer's diffID is ${digest}, expected ${opts.diffId}`);
+  }
+  opts.onProgress?.(compressed, uncompressed);
+  return {
+    diffId: digest,
+    compression,
+    compressedBytes: compressed,
+    uncompressedBytes: res.uncompressedBytes,
+    entries: res.tarEntries,
+    stats: res.stats,
+    durationMs: performance.now() - t0,
+  };
+}
+
+/** A decompressor's failure as an UnpackError: a stream that stops mid-frame is truncated, anything else corrupt. */
+function streamError(c: Compression, e: unknown): UnpackError {
+  if (e instanceof UnpackError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: string }).code;
+  if (code === 'Z_BUF_ERROR' || /unexpected end|ended in middle/i.test(msg)) return new UnpackError('truncated', `${c} stream truncated: ${msg}`);
+  return new UnpackError('corrupt', `${c} stream: ${msg}`);
+}

@@ -1,0 +1,129 @@
+/**
+ * A single-producer single-consumer byte ring in a SharedArrayBuffer: the main thread (decompressor) writes,
+ * the apply worker reads. It bounds memory whatever the layer size and gives backpressure both ways: the
+ * worker blocks (Atomics.wait, it is synchronous by design) when empty, the producer awaits
+ * (Atomics.waitAsync, never blocking the event loop) when full. One copy into the ring is the price; it is far
+ * cheaper than the syscalls the worker makes for the same bytes.
+ */
+
+/** Control words (Int32 indexes). AVAIL is the only word both sides modify; each side keeps its own offset. */
+const AVAIL = 0;
+/** 0 running, 1 producer finished (no more bytes), 2 producer failed, 3 consumer failed. */
+const STATE = 1;
+const CTRL_WORDS = 4;
+const MAX_RUN = 1 << 20;
+
+export const RING_STATE = { running: 0, done: 1, producerFailed: 2, consumerFailed: 3 } as const;
+
+export interface RingBuffers {
+  ctrl: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+}
+
+export function createRing(size: number): RingBuffers {
+  return { ctrl: new SharedArrayBuffer(CTRL_WORDS * 4), data: new SharedArrayBuffer(size) };
+}
+
+export class RingWriter {
+  private readonly ctrl: Int32Array;
+  private readonly data: Uint8Array;
+  private pos = 0;
+
+  constructor(bufs: RingBuffers) {
+    this.ctrl = new Int32Array(bufs.ctrl);
+    this.data = new Uint8Array(bufs.data);
+  }
+
+  /** The consumer gave up: no point producing more. */
+  get consumerFailed(): boolean {
+    return Atomics.load(this.ctrl, STATE) === RING_STATE.consumerFailed;
+  }
+
+  /** Copies all of chunk into the ring, waiting for room. Resolves false when the consumer failed. */
+  async write(chunk: Uint8Array): Promise<boolean> {
+    const size = this.data.length;
+    let off = 0;
+    while (off < chunk.length) {
+      const avail = Atomics.load(this.ctrl, AVAIL);
+      if (Atomics.load(this.ctrl, STATE) !== RING_STATE.running) return false;
+      if (avail === size) {
+        // Full: sleep until the consumer takes some (it notifies on AVAIL) or fails.
+        const w = Atomics.waitAsync(this.ctrl, AVAIL, size);
+        if (w.async) await w.value;
+        continue;
+      }
+      const room = Math.min(size - avail, size - this.pos, chunk.length - off);
+      this.data.set(chunk.subarray(off, off + room), this.pos);
+      this.pos = (this.pos + room) % size;
+      off += room;
+      Atomics.add(this.ctrl, AVAIL, room);
+      Atomics.notify(this.ctrl, AVAIL);
+    }
+    return true;
+  }
+
+  /** No more bytes: the consumer drains what is left and sees the end. */
+  end(): void {
+    Atomics.compareExchange(this.ctrl, STATE, RING_STATE.running, RING_STATE.done);
+    Atomics.notify(this.ctrl, AVAIL);
+  }
+
+  /** The stream failed: the consumer stops at its next read. */
+  fail(): void {
+    Atomics.compareExchange(this.ctrl, STATE, RING_STATE.running, RING_STATE.producerFailed);
+    Atomics.notify(this.ctrl, AVAIL);
+  }
+}
+
+export class RingReader {
+  private readonly ctrl: Int32Array;
+  private readonly data: Uint8Array;
+  private pos = 0;
+  private held = 0;
+
+  constructor(bufs: RingBuffers) {
+    this.ctrl = new Int32Array(bufs.ctrl);
+    this.data = new Uint8Array(bufs.data);
+  }
+
+  /**
+   * The next contiguous run of bytes (blocking until there is one), or null at the end of the stream. Throws
+   * when the producer failed. The view stays valid until release().
+   */
+  next(): Uint8Array | null {
+    for (;;) {
+      const avail = Atomics.load(this.ctrl, AVAIL);
+      if (avail > 0) {
+        // Handing out at most MAX_RUN at a time lets the producer refill while the worker applies.
+        const n = Math.min(avail, this.data.length - this.pos, MAX_RUN);
+        this.held = n;
+        return this.data.subarray(this.pos, this.pos + n);
+      }
+      const state = Atomics.load(this.ctrl, STATE);
+      if (state === RING_STATE.done) return null;
+      if (state === RING_STATE.producerFailed) throw new RingAborted();
+      Atomics.wait(this.ctrl, AVAIL, 0, 1000);
+    }
+  }
+
+  /** Gives the bytes of the last next() back to the producer. */
+  release(): void {
+    this.pos = (this.pos + this.held) % this.data.length;
+    Atomics.sub(this.ctrl, AVAIL, this.held);
+    Atomics.notify(this.ctrl, AVAIL);
+    this.held = 0;
+  }
+
+  /** Tells the producer to stop. */
+  fail(): void {
+    Atomics.store(this.ctrl, STATE, RING_STATE.consumerFailed);
+    Atomics.notify(this.ctrl, AVAIL);
+  }
+}
+
+export class RingAborted extends Error {
+  override readonly name = 'RingAborted';
+  constructor() {
+    super('the layer stream failed');
+  }
+}

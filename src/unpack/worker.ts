@@ -1,0 +1,43 @@
+/**
+ * The apply worker thread: reads the uncompressed stream from the shared ring, parses it and applies it with
+ * synchronous syscalls (DESIGN.md, "The unpacker's shape"). One worker per apply; it exits when done.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Applier } from './apply';
+import { UnpackError } from './errors';
+import { RingAborted, RingReader } from './ring';
+import { TarReader } from './tar';
+import type { WorkerInput, WorkerResult } from './protocol';
+
+function run(input: WorkerInput): WorkerResult {
+  const reader = new RingReader(input.ring);
+  let applier: Applier | null = null;
+  try {
+    applier = new Applier(input.root, input.applier);
+    const tar = new TarReader(applier, input.tarLimits);
+    const hash = input.hashInWorker ? createHash('sha256') : null;
+    let bytes = 0;
+    for (;;) {
+      const chunk = reader.next();
+      if (chunk === null) break;
+      if (hash) hash.update(chunk);
+      bytes += chunk.length;
+      tar.push(chunk);
+      reader.release();
+    }
+    tar.finish();
+    applier.finish();
+    return { ok: true, stats: applier.stats, uncompressedBytes: bytes, digest: hash ? hash.digest('hex') : null, tarEntries: tar.entries };
+  } catch (e) {
+    reader.fail();
+    if (e instanceof RingAborted) return { ok: false, aborted: true, kind: 'corrupt', message: e.message };
+    if (e instanceof UnpackError) return { ok: false, aborted: false, kind: e.kind, message: e.message, errno: e.errno };
+    const code = (e as { code?: string }).code;
+    return { ok: false, aborted: false, kind: 'io', message: e instanceof Error ? e.message : String(e), errno: code };
+  } finally {
+    applier?.close();
+  }
+}
+
+parentPort?.postMessage(run(workerData as WorkerInput));
