@@ -5,7 +5,7 @@
  * (copiesDependOnOrigin): the engine refuses that with the copies' names.
  */
 import * as fs from 'node:fs';
-import { failedPrecondition, invalidArgument } from '../../core/errors';
+import { failedPrecondition, invalidArgument, resourceExhausted } from '../../core/errors';
 import { run, ToolError } from '../exec';
 import type { BackendData } from '../store';
 import type { VolumeUsage } from '../types';
@@ -71,6 +71,9 @@ export class ZfsVolumeBackend implements VolumeBackend {
       await run('zfs', [...args, snap, ds]);
     } catch (e) {
       await run('zfs', ['destroy', snap]).catch(() => undefined);
+      if (e instanceof ToolError && /out of space/.test(e.stderr)) {
+        throw resourceExhausted(`${src.path} holds more than the copy's size limit of ${t.sizeLimit} bytes`);
+      }
       throw e;
     }
     return { dataset: ds, originSnapshot: snap };
