@@ -30,6 +30,14 @@ export function commands(): Command[] {
     load(require('./mount') as CommandModule),
     load(require('./umount') as CommandModule),
     load(require('./status') as CommandModule),
+    load(require('./volume-create') as CommandModule),
+    load(require('./volume-ls') as CommandModule),
+    load(require('./volume-inspect') as CommandModule),
+    load(require('./volume-path') as CommandModule),
+    load(require('./volume-snapshot') as CommandModule),
+    load(require('./volume-clone') as CommandModule),
+    load(require('./volume-rm') as CommandModule),
+    load(require('./volume-usage') as CommandModule),
     // other areas: one line each, e.g. load(require('./apply') as CommandModule),
   ];
 }
