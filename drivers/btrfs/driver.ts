@@ -106,6 +106,9 @@ export class BtrfsDriver implements Driver {
       // Setting the flag again on a committed subvolume is a no-op (the native side skips it), so a commit
       // retried after a crash is harmless.
       await this.s.ops.setReadonly(this.fsPath(snap.id), true);
+      // The metadata is about to say "committed": the layer's bytes must be on disk first. The same transaction
+      // commit makes the qgroup figure final, and the core keeps a committed layer's first usage figure forever.
+      await this.s.ops.sync(this.fsPath(snap.id));
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} has no subvolume to commit`);
       throw toStrataError(e, `btrfs driver: committing snapshot ${snap.id}`);
@@ -151,11 +154,18 @@ export class BtrfsDriver implements Driver {
     }
   }
 
+  /**
+   * From the qgroup when quotas are on: O(1), but as of the last transaction commit (btrfs commits every 30 s by
+   * default, and at every snapshot, commit and sync), so an active layer's figure may trail its latest writes.
+   * Syncing here would make a stats loop flush every container's writes, blocking the event loop meanwhile.
+   * btrfs counts no inodes per subvolume, so inodes is 0 on this path.
+   */
   async usage(snap: SnapshotRef): Promise<DriverUsage> {
     const state = this.qgroups.state();
     if (state === 'enabled') {
       const q = this.qgroups.usage(await this.subvolId(snap.id));
-      // btrfs counts no inodes per subvolume; the figure that matters for limits is bytes.
+      // No qgroup yet: an empty subvolume made since the last transaction commit (a snapshot commits, so a
+      // child of a layer always has one); walking that is cheap.
       if (q) return { size: q.exclusive, inodes: 0, method: 'qgroup' };
     }
     return this.walkLayer(snap);

