@@ -230,7 +230,13 @@ export class Containerd {
 
   logTail(lines = 60): string {
     try {
-      return fs.readFileSync(this.dirs.log, 'utf8').split('\n').slice(-lines).join('\n');
+      // Plugin loading is hundreds of info lines that say nothing about a failure.
+      return fs
+        .readFileSync(this.dirs.log, 'utf8')
+        .split('\n')
+        .filter((l) => !/level=info msg="?(loading plugin|skip loading plugin)/.test(l))
+        .slice(-lines)
+        .join('\n');
     } catch {
       return '(no containerd log)';
     }
