@@ -23,6 +23,8 @@ export interface BtrfsSettings {
 }
 
 const ID_RE = /^[1-9][0-9]*$/;
+/** Beside a committed layer's subvolume: its exclusive bytes as measured at commit. */
+const USAGE_FILE = 'usage';
 const noRelease = (): Promise<void> => Promise.resolve();
 
 export class BtrfsDriver implements Driver {
@@ -109,9 +111,30 @@ export class BtrfsDriver implements Driver {
       // The metadata is about to say "committed": the layer's bytes must be on disk first. The same transaction
       // commit makes the qgroup figure final, and the core keeps a committed layer's first usage figure forever.
       await this.s.ops.sync(this.fsPath(snap.id));
+      await this.recordCommittedUsage(snap.id);
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} has no subvolume to commit`);
       throw toStrataError(e, `btrfs driver: committing snapshot ${snap.id}`);
+    }
+  }
+
+  /**
+   * A layer's exclusive bytes are its own only until something snapshots it: once a child shares its extents they
+   * stop being exclusive and the figure drops towards zero. So the figure is taken at commit, when no child can
+   * exist yet, and kept beside the subvolume.
+   */
+  private async recordCommittedUsage(id: number): Promise<void> {
+    if (this.qgroups.state() !== 'enabled') return;
+    const q = this.qgroups.usage(await this.subvolId(id));
+    if (q) fs.writeFileSync(path.join(this.dir(id), USAGE_FILE), String(q.exclusive));
+  }
+
+  private committedUsage(id: number): number | undefined {
+    try {
+      const n = Number(fs.readFileSync(path.join(this.dir(id), USAGE_FILE), 'latin1'));
+      return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+    } catch {
+      return undefined;
     }
   }
 
@@ -162,6 +185,19 @@ export class BtrfsDriver implements Driver {
    */
   async usage(snap: SnapshotRef): Promise<DriverUsage> {
     const state = this.qgroups.state();
+    if (snap.kind === 'committed') {
+      const recorded = this.committedUsage(snap.id);
+      if (recorded !== undefined) return { size: recorded, inodes: 0, method: 'qgroup' };
+      // Committed without quotas on at the time: referenced bytes never move, so the growth over the parent is
+      // a fair O(1) estimate (it misses what the layer deleted or overwrote).
+      if (state === 'enabled') {
+        const mine = this.qgroups.referenced(await this.subvolId(snap.id));
+        const parent = snap.parents[0];
+        const theirs = parent === undefined ? 0 : this.qgroups.referenced(await this.subvolId(parent));
+        if (mine !== undefined && theirs !== undefined) return { size: Math.max(0, mine - theirs), inodes: 0, method: 'qgroup' };
+      }
+      return this.walkLayer(snap);
+    }
     if (state === 'enabled') {
       const q = this.qgroups.usage(await this.subvolId(snap.id));
       // No qgroup yet: an empty subvolume made since the last transaction commit (a snapshot commits, so a

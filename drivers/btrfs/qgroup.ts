@@ -70,6 +70,13 @@ export class Qgroups {
     return { exclusive: Number(exclusive) };
   }
 
+  /** Bytes the subvolume references (its whole tree), or undefined without its qgroup. */
+  referenced(subvolId: number): number | undefined {
+    if (!this.sysDir) return undefined;
+    const v = readSmall(path.join(this.sysDir, `0_${subvolId}`, 'referenced'));
+    return v === undefined ? undefined : Number(v);
+  }
+
   /**
    * Limits what the subvolume writes itself (the exclusive count), not what it references: a layer's limit must not
    * count the parent layers it shares, the way a project quota on overlay's upper dir counts only the upper dir.

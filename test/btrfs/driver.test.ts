@@ -140,6 +140,14 @@ for (const ops of ['ioctl', 'cli'] as const) {
       const u = await d.usage(active(5, 1));
       assert.equal(u.method, 'qgroup');
       assert.ok(u.size >= 4 * MiB && u.size < 5 * MiB, `size ${u.size}`);
+      // A committed layer keeps its figure after a child shares all its extents (exclusive would drop to ~0).
+      await d.commit(committed(5, 1));
+      await d.create(active(8, 5), {});
+      syncFs(root);
+      const c = await d.usage(committed(5, 1));
+      assert.equal(c.method, 'qgroup');
+      assert.ok(c.size >= 4 * MiB && c.size < 5 * MiB, `committed size ${c.size}`);
+      await d.remove(8);
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < 100; i++) await d.usage(active(5, 1));
       const perCall = Number(process.hrtime.bigint() - t0) / 1e6 / 100;
