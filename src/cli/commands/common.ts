@@ -148,6 +148,7 @@ export async function reportError(e: unknown, io: CliIO, usage?: string): Promis
     io.stderr.write(`snapctl: ${e.message}\n`);
     return EXIT_BY_STRATA[e.code] ?? EXIT.failure;
   }
-  io.stderr.write(`snapctl: ${e instanceof Error ? e.message : String(e)}\n`);
+  // An unexpected failure is a bug somewhere: STRATA_DEBUG=1 shows where.
+  io.stderr.write(`snapctl: ${e instanceof Error ? (io.env.STRATA_DEBUG && e.stack) || e.message : String(e)}\n`);
   return EXIT.failure;
 }
