@@ -13,6 +13,7 @@ import { isStrataError } from '../../src/core/errors';
 import type { SnapshotRef } from '../../drivers/driver';
 import { createHarness, fileContents, opaque, tryWrite, whiteout, type Harness } from './harness';
 import * as os from 'node:os';
+import { spawnSync } from 'node:child_process';
 
 let skip: string | false = false;
 
@@ -181,6 +182,25 @@ describe('overlay driver', () => {
     const s = await h.driver.status();
     if (!s.quota!.startsWith('none')) return t.skip(`quota available here (${s.quota}); see quota.test.ts`);
     await assert.rejects(h.create('active', undefined, 1 << 20), (e: unknown) => isStrataError(e, 'FailedPrecondition') && /size limit/.test((e as Error).message));
+  });
+
+  test('in a user namespace the driver mounts with userxattr and layering still works', async (t) => {
+    if (skip) return t.skip(skip);
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-drv-userns-'));
+    try {
+      const r = spawnSync('unshare', ['-U', '-r', '-m', process.execPath, path.join(__dirname, 'userns-child.js'), root], { encoding: 'utf8' });
+      if (r.error || (r.status !== 0 && /unshare/.test(r.stderr) && /Operation not permitted|Invalid argument/.test(r.stderr))) {
+        return t.skip(`cannot create a user namespace here: ${r.error?.message ?? r.stderr.trim()}`);
+      }
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { userxattr: string; options: string[]; files: Record<string, string>; write: string };
+      assert.match(out.userxattr, /^yes/);
+      assert.ok(out.options.includes('userxattr'), out.options.join(','));
+      assert.deepEqual(out.files, { 'd/new': 'n' });
+      assert.equal(out.write, 'EROFS');
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test('remove and listOnDisk', async (t) => {
