@@ -292,7 +292,9 @@ async function zfsDaemonReady(): Promise<boolean> {
 export async function ensureZfsFuse(): Promise<void> {
   if (await zfsDaemonReady()) return;
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('zfs-fuse', [], { stdio: 'ignore', detached: true });
+    // --enable-xattr: zfs-fuse answers EOPNOTSUPP to every xattr call without it, and layers carry xattrs
+    // (security.capability, user.*); the conformance suite compares them.
+    const child = spawn('zfs-fuse', ['--enable-xattr'], { stdio: 'ignore', detached: true });
     child.on('error', reject);
     // The foreground process exits once the daemon has forked (a concurrent start by someone else just fails);
     // keep the child referenced until then or Node may exit with this promise pending.
@@ -304,6 +306,33 @@ export async function ensureZfsFuse(): Promise<void> {
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error('zfs-fuse did not become ready within 20 s');
+}
+
+/**
+ * Whether the running zfs-fuse daemon supports xattrs (it must be started with -x/--enable-xattr or have
+ * enable-xattr in /etc/zfs/zfsrc). A daemon someone else started without it cannot be changed here (it is
+ * shared and never restarted by tests): xattr checks on zfs should skip with this reason.
+ */
+export function zfsXattrsMissing(): string | undefined {
+  try {
+    const rc = fs.existsSync('/etc/zfs/zfsrc') ? fs.readFileSync('/etc/zfs/zfsrc', 'utf8') : '';
+    if (/^\s*enable-xattr\b/m.test(rc)) return undefined;
+    for (const pid of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+      let cmd: string[];
+      try {
+        cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue;
+      }
+      if (!cmd[0] || path.basename(cmd[0]) !== 'zfs-fuse') continue;
+      return cmd.some((a) => a === '-x' || a === '--enable-xattr')
+        ? undefined
+        : `the running zfs-fuse daemon (pid ${pid}) was started without --enable-xattr: xattrs are unsupported on its datasets`;
+    }
+    return 'zfs-fuse is not running';
+  } catch (e) {
+    return `cannot tell whether zfs-fuse supports xattrs: ${(e as Error).message}`;
+  }
 }
 
 /**
