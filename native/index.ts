@@ -4,15 +4,21 @@
  * (`err.code` = 'ENOENT', `err.errno`, `err.syscall`) on failure, like fs.*Sync.
  *
  * Paths given with a dirfd are resolved relative to that fd; nothing here follows a path from the process's cwd.
+ * Ioctl failures name the request as the syscall (`ioctl(FICLONE)`, `ioctl(BTRFS_IOC_SNAP_CREATE_V2)`); errors
+ * carry `path` (and `dest` for two-path calls) like Node's. All calls are synchronous and work in worker threads.
  */
 import * as path from 'node:path';
 
 export interface NativeBinding {
   // --- path resolution inside a root -------------------------------------------------------------------
-  /** openat2(2). resolve is a RESOLVE_* mask (RESOLVE_IN_ROOT keeps every lookup below dirfd). Returns an fd. */
+  /**
+   * openat2(2). resolve is a RESOLVE_* mask (RESOLVE_IN_ROOT keeps every lookup below dirfd). Returns an fd.
+   * The fd is always O_CLOEXEC; mode is ignored unless flags has O_CREAT/O_TMPFILE (openat2 would say EINVAL);
+   * the EAGAIN of a lookup that raced a rename is retried a few times.
+   */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   mkdirat(dirfd: number, path: string, mode: number): void;
-  /** mknodat(2); dev is makedev(major, minor) computed by makedev() below. */
+  /** mknodat(2); mode carries the type (S_IFCHR, S_IFBLK, S_IFIFO, ...); the C side computes makedev(major, minor). */
   mknodat(dirfd: number, path: string, mode: number, major: number, minor: number): void;
   symlinkat(target: string, dirfd: number, path: string): void;
   linkat(olddirfd: number, oldpath: string, newdirfd: number, newpath: string, flags: number): void;
@@ -57,9 +63,12 @@ export interface NativeBinding {
   /** FS_IOC_FSSETXATTR: set the project id (and the inherit flag on directories) of the inode open at fd. */
   setProjectId(fd: number, projectId: number, inherit: boolean): void;
   getProjectId(fd: number): number;
-  /** quotactl(Q_XSETQLIM / Q_SETQUOTA) for a project: hard block limit in bytes (0 removes it). */
+  /**
+   * quotactl(Q_XSETQLIM / Q_SETQUOTA) for a project: hard block limit in bytes (0 removes it), rounded up to the
+   * filesystem's quota block (512 B on XFS, 1 KiB for the generic/ext4 interface). XFS's command is tried first.
+   */
   setProjectQuota(blockDevice: string, projectId: number, hardLimitBytes: number): void;
-  /** quotactl(Q_GETQUOTA) for a project: [bytesUsed, inodesUsed]. */
+  /** quotactl(Q_XGETQUOTA / Q_GETQUOTA) for a project: [bytesUsed, inodesUsed]; [0, 0] for an unused project. */
   getProjectUsage(blockDevice: string, projectId: number): [number, number];
 }
 

@@ -8,6 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import { AT, FS_MAGIC, MNT, MS, native, O, RENAME, RESOLVE, XATTR } from '../../native/index';
 import type { NativeBinding } from '../../native/index';
@@ -217,6 +218,37 @@ describe('native: paths', { skip: rootSkip }, () => {
     assert.equal(link[0] & S_IFMT, S_IFLNK);
     assert.equal(link[3], '/etc/passwd'.length, "a symlink's size is its target's length");
     throwsErrno(() => n.fstatat(rootFd, 'nope', 0), 'ENOENT', 'fstatat');
+  });
+});
+
+describe('native: worker threads', () => {
+  it('loads and runs in a worker thread (the applier runs there), concurrently with the main thread', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-worker-'));
+    try {
+      const indexJs = require.resolve('../../native/index');
+      const code = `
+        const { parentPort, workerData } = require('node:worker_threads');
+        const fs = require('node:fs');
+        const { native, O, RESOLVE } = require(workerData.indexJs);
+        const n = native();
+        const dfd = fs.openSync(workerData.dir, 'r');
+        for (let i = 0; i < 200; i++) n.mkdirat(dfd, 'w' + i, 0o755);
+        const fd = n.openat2(dfd, '/w7/../w9', O.RDONLY | O.DIRECTORY, 0, RESOLVE.IN_ROOT);
+        let code = '';
+        try { n.unlinkat(dfd, 'missing', 0); } catch (e) { code = e.code; }
+        parentPort.postMessage({ nlink: n.fstatat(fd, '', 0x1000)[6], code });
+      `;
+      const result = await new Promise<{ nlink: number; code: string }>((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { indexJs, dir: tmp } });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      // The main thread keeps using its own instance meanwhile.
+      assert.equal(native().fstatat(AT.FDCWD, tmp, 0)[6], 202);
+      assert.deepEqual(result, { nlink: 2, code: 'ENOENT' });
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 
