@@ -31,8 +31,9 @@ bool arg_i64(napi_env env, napi_value v, int64_t *out, const char *name);
 bool arg_u64(napi_env env, napi_value v, uint64_t *out, const char *name);
 bool arg_bool(napi_env env, napi_value v, bool *out, const char *name);
 /*
- * Copies a JS string into buf (cap bytes including the NUL). Too long → ENAMETOOLONG from `syscall` (what the
- * kernel would say); an embedded NUL → TypeError (the kernel would silently see a shorter path).
+ * Copies a JS string into buf (cap bytes including the NUL; path buffers are PATH_MAX + 1 so every path the kernel
+ * could accept fits). Too long → ENAMETOOLONG from `syscall` (what the kernel would say); an embedded NUL →
+ * TypeError (the kernel would silently see a shorter path).
  */
 bool arg_str(napi_env env, napi_value v, char *buf, size_t cap, const char *name, const char *syscall);
 /* Like arg_str, but null/undefined give *out = NULL (mount's optional source/fstype/data). */

@@ -13,7 +13,7 @@
 
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  char source[PATH_MAX], target[PATH_MAX], fstype[256], data[DATA_CAP];
+  char source[PATH_MAX + 1], target[PATH_MAX + 1], fstype[256], data[DATA_CAP];
   const char *src, *fst, *dat;
   uint32_t flags;
   if (!get_args(env, info, 5, argv) ||
@@ -32,7 +32,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 static napi_value js_umount2(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  char target[PATH_MAX];
+  char target[PATH_MAX + 1];
   int32_t flags;
   if (!get_args(env, info, 2, argv) || !arg_str(env, argv[0], target, sizeof target, "target", "umount2") ||
       !arg_i32(env, argv[1], &flags, "flags"))

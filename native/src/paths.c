@@ -18,7 +18,7 @@ static napi_value js_openat2(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int32_t dirfd, flags;
   uint32_t mode, resolve;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 5, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "openat2") || !arg_i32(env, argv[2], &flags, "flags") ||
       !arg_u32(env, argv[3], &mode, "mode") || !arg_u32(env, argv[4], &resolve, "resolve"))
@@ -46,7 +46,7 @@ static napi_value js_mkdirat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dirfd;
   uint32_t mode;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 3, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "mkdirat") || !arg_u32(env, argv[2], &mode, "mode"))
     return NULL;
@@ -58,7 +58,7 @@ static napi_value js_mknodat(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int32_t dirfd;
   uint32_t mode, major, minor;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 5, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "mknodat") || !arg_u32(env, argv[2], &mode, "mode") ||
       !arg_u32(env, argv[3], &major, "major") || !arg_u32(env, argv[4], &minor, "minor"))
@@ -71,7 +71,7 @@ static napi_value js_mknodat(napi_env env, napi_callback_info info) {
 static napi_value js_symlinkat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dirfd;
-  char target[PATH_MAX], path[PATH_MAX];
+  char target[PATH_MAX + 1], path[PATH_MAX + 1];
   if (!get_args(env, info, 3, argv) || !arg_str(env, argv[0], target, sizeof target, "target", "symlinkat") ||
       !arg_i32(env, argv[1], &dirfd, "dirfd") || !arg_str(env, argv[2], path, sizeof path, "path", "symlinkat"))
     return NULL;
@@ -83,7 +83,7 @@ static napi_value js_symlinkat(napi_env env, napi_callback_info info) {
 static napi_value js_linkat(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int32_t olddirfd, newdirfd, flags;
-  char oldpath[PATH_MAX], newpath[PATH_MAX];
+  char oldpath[PATH_MAX + 1], newpath[PATH_MAX + 1];
   if (!get_args(env, info, 5, argv) || !arg_i32(env, argv[0], &olddirfd, "olddirfd") ||
       !arg_str(env, argv[1], oldpath, sizeof oldpath, "oldpath", "linkat") ||
       !arg_i32(env, argv[2], &newdirfd, "newdirfd") ||
@@ -97,7 +97,7 @@ static napi_value js_linkat(napi_env env, napi_callback_info info) {
 static napi_value js_unlinkat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dirfd, flags;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 3, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "unlinkat") || !arg_i32(env, argv[2], &flags, "flags"))
     return NULL;
@@ -109,7 +109,7 @@ static napi_value js_renameat2(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int32_t olddirfd, newdirfd;
   uint32_t flags;
-  char oldpath[PATH_MAX], newpath[PATH_MAX];
+  char oldpath[PATH_MAX + 1], newpath[PATH_MAX + 1];
   if (!get_args(env, info, 5, argv) || !arg_i32(env, argv[0], &olddirfd, "olddirfd") ||
       !arg_str(env, argv[1], oldpath, sizeof oldpath, "oldpath", "renameat2") ||
       !arg_i32(env, argv[2], &newdirfd, "newdirfd") ||
@@ -125,7 +125,7 @@ static napi_value js_fchownat(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int32_t dirfd, flags;
   uint32_t uid, gid;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 5, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "fchownat") || !arg_u32(env, argv[2], &uid, "uid") ||
       !arg_u32(env, argv[3], &gid, "gid") || !arg_i32(env, argv[4], &flags, "flags"))
@@ -139,7 +139,7 @@ static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dirfd;
   uint32_t mode;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 3, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "fchmodat") || !arg_u32(env, argv[2], &mode, "mode"))
     return NULL;
@@ -151,7 +151,7 @@ static napi_value js_utimensat(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   int32_t dirfd, flags;
   int64_t asec, ansec, msec, mnsec;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 7, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "utimensat") || !arg_i64(env, argv[2], &asec, "atimeSec") ||
       !arg_i64(env, argv[3], &ansec, "atimeNsec") || !arg_i64(env, argv[4], &msec, "mtimeSec") ||
@@ -166,7 +166,7 @@ static napi_value js_utimensat(napi_env env, napi_callback_info info) {
 static napi_value js_fstatat(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dirfd, flags;
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 3, argv) || !arg_i32(env, argv[0], &dirfd, "dirfd") ||
       !arg_str(env, argv[1], path, sizeof path, "path", "fstatat") || !arg_i32(env, argv[2], &flags, "flags"))
     return NULL;

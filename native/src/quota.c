@@ -55,7 +55,7 @@ static napi_value js_get_project_id(napi_env env, napi_callback_info info) {
 
 static napi_value js_set_project_quota(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  char dev[PATH_MAX];
+  char dev[PATH_MAX + 1];
   uint32_t projid;
   uint64_t bytes;
   if (!get_args(env, info, 3, argv) || !arg_str(env, argv[0], dev, sizeof dev, "blockDevice", "quotactl") ||
@@ -97,7 +97,7 @@ static napi_value usage_pair(napi_env env, double bytes, double inodes) {
 
 static napi_value js_get_project_usage(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  char dev[PATH_MAX];
+  char dev[PATH_MAX + 1];
   uint32_t projid;
   if (!get_args(env, info, 2, argv) || !arg_str(env, argv[0], dev, sizeof dev, "blockDevice", "quotactl") ||
       !arg_u32(env, argv[1], &projid, "projectId"))

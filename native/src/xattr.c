@@ -38,7 +38,7 @@ static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
 static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int32_t flags;
-  char path[PATH_MAX], name[NAME_CAP];
+  char path[PATH_MAX + 1], name[NAME_CAP];
   void *data;
   size_t len;
   if (!get_args(env, info, 4, argv) || !arg_str(env, argv[0], path, sizeof path, "path", "lsetxattr") ||
@@ -85,7 +85,7 @@ static napi_value get_common(napi_env env, int fd, const char *path, const char 
 
 static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  char path[PATH_MAX], name[NAME_CAP];
+  char path[PATH_MAX + 1], name[NAME_CAP];
   if (!get_args(env, info, 2, argv) || !arg_str(env, argv[0], path, sizeof path, "path", "lgetxattr") ||
       !arg_str(env, argv[1], name, sizeof name, "name", "lgetxattr"))
     return NULL;
@@ -148,7 +148,7 @@ static napi_value list_common(napi_env env, int fd, const char *path, const char
 
 static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  char path[PATH_MAX];
+  char path[PATH_MAX + 1];
   if (!get_args(env, info, 1, argv) || !arg_str(env, argv[0], path, sizeof path, "path", "llistxattr")) return NULL;
   return list_common(env, -1, path, "llistxattr");
 }
@@ -163,7 +163,7 @@ static napi_value js_flistxattr(napi_env env, napi_callback_info info) {
 
 static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  char path[PATH_MAX], name[NAME_CAP];
+  char path[PATH_MAX + 1], name[NAME_CAP];
   if (!get_args(env, info, 2, argv) || !arg_str(env, argv[0], path, sizeof path, "path", "lremovexattr") ||
       !arg_str(env, argv[1], name, sizeof name, "name", "lremovexattr"))
     return NULL;
