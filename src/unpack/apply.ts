@@ -129,6 +129,8 @@ export class Applier implements TarSink {
   }
 
   data(buf: Uint8Array, offset: number, length: number): void {
+    // A skipped entry's data is read past, never written.
+    if (this.fileFd < 0) return;
     let off = offset;
     const end = offset + length;
     try {
@@ -171,7 +173,7 @@ export class Applier implements TarSink {
         }
       } catch (err) {
         // The directory may have been replaced or removed by a later entry: nothing to set then.
-        const c = codeOf(err);
+        const c = codeOf(err) ?? (err instanceof UnpackError ? err.errno : undefined);
         if (c !== 'ENOENT' && c !== 'ENOTDIR') throw wrap(err, path);
       }
     }
@@ -195,6 +197,10 @@ export class Applier implements TarSink {
   // ---- entries -------------------------------------------------------------------------------------------
 
   private applyEntry(e: TarEntry, comps: string[]): void {
+    // (uid_t)-1 means "leave unchanged" to chown; anything at or above it cannot be an owner.
+    if (e.uid >= 0xffffffff || e.gid >= 0xffffffff) {
+      throw new UnpackError('limit', `entry "${e.name}" has owner ${e.uid}:${e.gid}, beyond the 32-bit id range`);
+    }
     if (comps.length === 0) {
       // The root itself ("./"): only its metadata can change.
       if (e.type !== 'dir') throw new UnpackError('unsafe', `entry "${e.name}" would replace the root with a ${e.type}`);
@@ -203,6 +209,8 @@ export class Applier implements TarSink {
       return;
     }
     const base = comps[comps.length - 1];
+    // Inside aufs bookkeeping dirs (.wh..wh.plnk/...): nothing a container may see.
+    if (e.name.includes(WH_META_PREFIX) && comps.some((c, i) => i < comps.length - 1 && c.startsWith(WH_META_PREFIX))) return;
     if (base.startsWith(WH_PREFIX)) {
       this.whiteoutEntry(comps, base);
       return;
@@ -398,6 +406,17 @@ export class Applier implements TarSink {
   }
 
   private opaqueDelete(dirComps: string[]): void {
+    // "This layer's entries" are known by path; through a symlink the paths would not match what is inside.
+    if (dirComps.length > 0) {
+      try {
+        fs.closeSync(this.n.openat2(this.rootFd, dirComps.join('/'), DIR_PATH_FLAGS, 0, IN_ROOT | RESOLVE.NO_SYMLINKS));
+      } catch (err) {
+        const c = codeOf(err);
+        if (c === 'ELOOP') throw new UnpackError('unsafe', `opaque marker in "${dirComps.join('/')}" reached through a symlink`);
+        if (c === 'ENOENT') return;
+        throw err;
+      }
+    }
     const fd = this.openDirRw(dirComps, false);
     if (fd < 0) return;
     try {
@@ -443,7 +462,7 @@ export class Applier implements TarSink {
       fd = this.n.openat2(this.rootFd, key, DIR_PATH_FLAGS, 0, IN_ROOT);
     } catch (err) {
       const c = codeOf(err);
-      if (c === 'ENOTDIR') throw new UnpackError('unsafe', `"${key}" is not a directory`);
+      if (c === 'ENOTDIR') throw new UnpackError('unsafe', `"${key}" is not a directory`, c);
       if (c !== 'ENOENT') throw err;
       if (!create) return -1;
       fd = this.makeParents(comps, n);
@@ -696,7 +715,15 @@ export class Applier implements TarSink {
     if (chmod) this.n.fchmodat(pfd, base, e.mode);
     if (e.xattrs) {
       const p = `/proc/self/fd/${pfd}/${base}`;
-      for (const [name, value] of e.xattrs) this.n.lsetxattr(p, name, value, 0);
+      for (const [name, value] of e.xattrs) {
+        try {
+          this.n.lsetxattr(p, name, value, 0);
+        } catch (err) {
+          // The kernel allows user.* only on files and directories; containerd skips these too.
+          const c = codeOf(err);
+          if (!(name.startsWith('user.') && (c === 'EPERM' || c === 'ENOTSUP'))) throw err;
+        }
+      }
     }
     this.setTimes(pfd, base, e);
   }

@@ -8,7 +8,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
 import { decompressor, detectCompression, type Compression } from './compression';
@@ -161,12 +161,13 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
           let chunk: Buffer | null = first;
           while (chunk) {
             compressed += chunk.length;
-            if (!dec.write(chunk)) await new Promise<void>((r) => dec.once('drain', r));
+            if (!dec.write(chunk)) await drained(dec);
+            if (dec.destroyed) break;
             if (writer.consumerFailed) break;
             const r = await iter.next();
             chunk = r.done ? null : r.value;
           }
-          dec.end();
+          if (!dec.destroyed) dec.end();
         } catch (e) {
           feedError = e;
           dec.destroy(e as Error);
@@ -227,4 +228,17 @@ function streamError(c: Compression, e: unknown): UnpackError {
   const code = (e as { code?: string }).code;
   if (code === 'Z_BUF_ERROR' || /unexpected end|ended in middle/i.test(msg)) return new UnpackError('truncated', `${c} stream truncated: ${msg}`);
   return new UnpackError('corrupt', `${c} stream: ${msg}`);
+}
+
+/** Resolves when the stream can take more, or is gone (destroyed streams never emit 'drain'). */
+function drained(s: Transform): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      s.off('drain', done);
+      s.off('close', done);
+      resolve();
+    };
+    s.once('drain', done);
+    s.once('close', done);
+  });
 }

@@ -48,8 +48,14 @@ export class RingWriter {
       if (Atomics.load(this.ctrl, STATE) !== RING_STATE.running) return false;
       if (avail === size) {
         // Full: sleep until the consumer takes some (it notifies on AVAIL) or fails.
-        const w = Atomics.waitAsync(this.ctrl, AVAIL, size);
-        if (w.async) await w.value;
+        // The timeout covers a failure signalled between the state check and the wait. A pending waitAsync
+        // does not keep the event loop alive; the timer does, so the process cannot exit mid-apply.
+        const w = Atomics.waitAsync(this.ctrl, AVAIL, size, 100);
+        if (w.async) {
+          const keep = setTimeout(() => undefined, 1000);
+          await w.value;
+          clearTimeout(keep);
+        }
         continue;
       }
       const room = Math.min(size - avail, size - this.pos, chunk.length - off);

@@ -153,7 +153,7 @@ export class TarReader {
           this.trailing += len - off;
           this.position += len - off;
           if (this.trailing > this.limits.maxTrailing) {
-            throw new UnpackError('corrupt', `${this.trailing} bytes of data after the tar end-of-archive marker (limit ${this.limits.maxTrailing})`);
+            throw new UnpackError('limit', `${this.trailing} bytes of data after the tar end-of-archive marker (limit ${this.limits.maxTrailing})`);
           }
           off = len;
           break;

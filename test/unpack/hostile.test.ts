@@ -1,0 +1,186 @@
+/**
+ * Runs the hostile-archive corpus (corpus.ts) through the real engine, as root, for both whiteout forms: the
+ * expected refusal or exact paths, and nothing outside the target changed (a sentinel tree beside it, the lower
+ * layer, a few host files).
+ */
+import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { native } from '../../native/index';
+import { applyLayer } from '../../src/unpack/engine';
+import { UnpackError } from '../../src/unpack/errors';
+import { BASE, CASES, type Expect, type Form, type Spec } from './corpus';
+
+const HOST_FILES = ['/etc/passwd', '/etc/shadow', '/etc/hosts', '/usr/bin/env'];
+const HOST_ABSENT = ['/tmp/escape', '/tmp/x', '/tmp/pax-escape', '/escape', '/pwned', '/etc/pwned'];
+
+function populateBase(dir: string): void {
+  const n = native();
+  for (const b of BASE) {
+    const p = path.join(dir, b.path);
+    if (b.type === 'dir') fs.mkdirSync(p, { mode: b.mode ?? 0o755 });
+    else if (b.type === 'file') fs.writeFileSync(p, b.content ?? '', { mode: b.mode ?? 0o644 });
+    else fs.symlinkSync(b.content ?? '', p);
+    if (b.mode !== undefined) fs.chmodSync(p, b.mode);
+    if (b.uid !== undefined) fs.lchownSync(p, b.uid, b.uid);
+    if (b.xattr) n.lsetxattr(p, b.xattr[0], Buffer.from(b.xattr[1]), 0);
+  }
+}
+
+/** Everything under dir but `skip`, as comparable lines (type, mode, owner, size, content hash, target, mtime). */
+function fingerprint(dir: string, skip: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    const p = path.join(dir, rel);
+    const st = fs.lstatSync(p);
+    let extra = '';
+    if (st.isFile()) extra = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+    else if (st.isSymbolicLink()) extra = fs.readlinkSync(p);
+    out.set(rel, `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.nlink} ${st.mtimeMs} ${extra}`);
+    if (st.isDirectory()) for (const c of fs.readdirSync(p)) if (path.join(rel, c) !== skip) walk(path.join(rel, c));
+  };
+  walk('.');
+  for (const h of HOST_FILES) {
+    try {
+      const st = fs.lstatSync(h);
+      out.set(h, `${st.mode} ${st.size} ${st.nlink} ${st.mtimeMs} ${st.ino}`);
+    } catch {
+      out.set(h, 'missing');
+    }
+  }
+  return out;
+}
+
+function lstatOrNull(p: string): fs.BigIntStats | null {
+  try {
+    return fs.lstatSync(p, { bigint: true });
+  } catch (e) {
+    const c = (e as { code?: string }).code;
+    if (c === 'ENOENT' || c === 'ENOTDIR') return null;
+    throw e;
+  }
+}
+
+function checkSpec(root: string, rel: string, spec: Spec, form: Form): void {
+  const p = path.join(root, rel);
+  const st = lstatOrNull(p);
+  const where = `"${rel}" (${form})`;
+  let s: Spec = spec;
+  if (s.type === 'whiteout') {
+    if (form === 'delete') s = { type: 'absent' };
+    else s = { type: 'chardev', major: 0, minor: 0 };
+  }
+  if (s.type === 'absent') {
+    assert.equal(st, null, `${where} should not exist`);
+    return;
+  }
+  assert.ok(st, `${where} should exist`);
+  const mode = Number(st.mode & 0o7777n);
+  switch (s.type) {
+    case 'file': {
+      assert.ok(st.isFile(), `${where} should be a file`);
+      if (s.content !== undefined) assert.equal(fs.readFileSync(p, 'utf8'), s.content, `${where} content`);
+      if (s.mode !== undefined) assert.equal(mode, s.mode, `${where} mode`);
+      if (s.uid !== undefined) assert.equal(Number(st.uid), s.uid, `${where} uid`);
+      if (s.gid !== undefined) assert.equal(Number(st.gid), s.gid, `${where} gid`);
+      if (s.sameInodeAs !== undefined) assert.equal(st.ino, fs.lstatSync(path.join(root, s.sameInodeAs), { bigint: true }).ino, `${where} hardlinked to ${s.sameInodeAs}`);
+      if (s.mtime !== undefined) assert.equal(Number(st.mtimeNs / 1_000_000_000n), s.mtime, `${where} mtime`);
+      if (s.mtimeNsec !== undefined) assert.equal(Number(st.mtimeNs % 1_000_000_000n), s.mtimeNsec, `${where} mtime ns`);
+      if (s.xattrs) checkXattrs(p, s.xattrs, where);
+      return;
+    }
+    case 'dir':
+      assert.ok(st.isDirectory(), `${where} should be a directory`);
+      if (s.mode !== undefined) assert.equal(mode, s.mode, `${where} mode`);
+      if (s.uid !== undefined) assert.equal(Number(st.uid), s.uid, `${where} uid`);
+      if (s.mtime !== undefined) assert.equal(Number(st.mtimeNs / 1_000_000_000n), s.mtime, `${where} mtime`);
+      if (s.opaque) assert.equal(native().lgetxattr(p, 'trusted.overlay.opaque')?.toString(), 'y', `${where} opaque`);
+      if (s.xattrs) checkXattrs(p, s.xattrs, where);
+      return;
+    case 'symlink':
+      assert.ok(st.isSymbolicLink(), `${where} should be a symlink`);
+      assert.equal(fs.readlinkSync(p), s.target, `${where} target`);
+      if (s.mtime !== undefined) assert.equal(Number(st.mtimeNs / 1_000_000_000n), s.mtime, `${where} mtime`);
+      return;
+    case 'chardev':
+    case 'blockdev': {
+      assert.ok(s.type === 'chardev' ? st.isCharacterDevice() : st.isBlockDevice(), `${where} should be a ${s.type}`);
+      const rdev = Number(st.rdev);
+      assert.equal((rdev >> 8) & 0xfff, s.major, `${where} major`);
+      assert.equal((rdev & 0xff) | ((rdev >> 12) & 0xfff00), s.minor, `${where} minor`);
+      if (s.mode !== undefined) assert.equal(mode, s.mode, `${where} mode`);
+      return;
+    }
+    case 'fifo':
+      assert.ok(st.isFIFO(), `${where} should be a FIFO`);
+      if (s.mode !== undefined) assert.equal(mode, s.mode, `${where} mode`);
+      return;
+  }
+}
+
+function checkXattrs(p: string, want: Record<string, string>, where: string): void {
+  for (const [k, v] of Object.entries(want)) {
+    const got = native().lgetxattr(p, k);
+    assert.ok(got, `${where} xattr ${k} missing`);
+    if (v.startsWith('hex:')) assert.equal(got.toString('hex'), v.slice(4), `${where} xattr ${k}`);
+    else assert.equal(got.toString(), v, `${where} xattr ${k}`);
+  }
+}
+
+const isRoot = process.geteuid?.() === 0;
+
+for (const form of ['overlay', 'delete'] as const) {
+  describe(`hostile corpus, ${form} whiteouts`, { skip: isRoot ? false : 'needs root (owners, devices, trusted.* xattrs)' }, () => {
+    for (const c of CASES) {
+      if (c.only && c.only !== form) continue;
+      test(c.name, async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-'));
+        try {
+          const outside = path.join(dir, 'outside');
+          fs.mkdirSync(path.join(outside, 'sub'), { recursive: true });
+          fs.writeFileSync(path.join(outside, 'target'), 'SAFE');
+          fs.writeFileSync(path.join(outside, 'sub', 'x'), 'SAFE');
+          const lower = path.join(dir, 'lower');
+          const root = path.join(dir, 'root');
+          fs.mkdirSync(lower);
+          fs.mkdirSync(root);
+          populateBase(lower);
+          if (form === 'delete') populateBase(root);
+          const archive = c.build(outside);
+          const layer = path.join(dir, 'layer');
+          fs.writeFileSync(layer, archive);
+          const before = fingerprint(dir, 'root');
+
+          const expect: Expect = typeof c.expect === 'function' ? c.expect(form) : c.expect;
+          let err: unknown = null;
+          try {
+            await applyLayer({ layer, root, whiteouts: form, lowerDirs: form === 'overlay' ? [lower] : [], limits: c.limits, diffId: c.diffId?.(archive), sync: 'none' });
+          } catch (e) {
+            err = e;
+          }
+          if ('refuse' in expect) {
+            const kinds = Array.isArray(expect.refuse) ? expect.refuse : [expect.refuse];
+            assert.ok(err instanceof UnpackError, `expected a refusal (${kinds.join('|')}), got ${err ? String(err) : 'success'}`);
+            assert.ok(kinds.includes(err.kind), `expected ${kinds.join('|')}, got ${err.kind}: ${err.message}`);
+          } else {
+            if (err) throw err;
+            const sub = (s: string): string => s.replaceAll('@OUTREL@', outside.slice(1)).replaceAll('@OUT@', outside);
+            for (const [rel, spec] of Object.entries(expect.tree)) {
+              const s2 = spec.type === 'symlink' ? { ...spec, target: sub(spec.target) } : spec;
+              checkSpec(root, sub(rel), s2, form);
+            }
+          }
+          const after = fingerprint(dir, 'root');
+          assert.deepEqual([...after].filter(([k, v]) => before.get(k) !== v), [], 'something outside the target changed');
+          assert.deepEqual([...before.keys()].filter((k) => !after.has(k)), [], 'something outside the target was removed');
+          for (const p of HOST_ABSENT) assert.equal(fs.existsSync(p), false, `${p} was created`);
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    }
+  });
+}
