@@ -8,6 +8,11 @@
  * PROJECT_ID_BASE.volume + id. The ranges keep clear of 0 (every inode's default project) and of the small ids
  * administrators hand out in /etc/projid, and stay below 2^31 for tools that print ids as signed numbers.
  * Two strata roots on one filesystem would collide; a root owns its filesystem, as with the drivers.
+ *
+ * Enforcement differs by filesystem: XFS enforces the hard limit on everyone (the write fails with ENOSPC), while
+ * ext4 (the generic VFS quota code) lets processes with CAP_SYS_RESOURCE exceed it and fails others with EDQUOT.
+ * So on ext4 the limit binds containers (runtimes drop CAP_SYS_RESOURCE) but not the root daemon's own writes,
+ * e.g. the unpacker; usage is accounted either way.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
