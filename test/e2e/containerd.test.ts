@@ -167,7 +167,8 @@ async function runContainer(e: Env, t: TestContext): Promise<void> {
   if (why) {
     // containerd retries a failed GC removal only on its next collection, which nothing here would schedule:
     // run one synchronously and say so.
-    t.diagnostic(`${why}; forcing a synchronous containerd GC`);
+    const said = e.ctrd.logTail(400).split('\n').filter((l) => /remov|garbage|gc/i.test(l) && !/level=(info|debug)/.test(l)).slice(-5);
+    t.diagnostic(`${why}; forcing a synchronous containerd GC. containerd said: ${said.join(' | ') || 'nothing'}`);
     await syncGc(e);
     why = await eventually(leftover, 10_000);
   }
