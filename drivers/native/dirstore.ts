@@ -50,6 +50,20 @@ export class DirStore {
     await fs.promises.rm(this.dir(id), { recursive: true, force: true, maxRetries: 3 });
   }
 
+  /**
+   * Creates a snapshot's empty directory. Ids are never reused, so one that exists is the same create cut short
+   * by a crash: it is started over.
+   */
+  async freshDir(id: number): Promise<void> {
+    try {
+      fs.mkdirSync(this.dir(id), { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      await this.removeDir(id);
+      fs.mkdirSync(this.dir(id), { mode: 0o700 });
+    }
+  }
+
   /** A fresh scratch directory below tmp/ (same filesystem as the snapshots, so renames are atomic). */
   tempDir(prefix: string): string {
     fs.mkdirSync(this.tmp, { recursive: true, mode: 0o700 });

@@ -40,9 +40,7 @@ export class NativeDriver implements Driver {
   async create(snap: SnapshotRef, opts: CreateOptions): Promise<void> {
     const dir = this.store.dir(snap.id);
     const target = this.store.fs(snap.id);
-    // Ids are never reused, so an existing directory is this very create interrupted by a crash: start over.
-    await this.store.removeDir(snap.id);
-    fs.mkdirSync(dir, { mode: 0o700 });
+    await this.store.freshDir(snap.id);
     await this.lim.setup(dir, snap.id, opts.sizeLimit);
     const parent = snap.parents[0];
     if (parent === undefined) {

@@ -52,9 +52,7 @@ export class OverlayDriver implements Driver {
   async create(snap: SnapshotRef, opts: CreateOptions): Promise<void> {
     const { lim } = this.ready();
     const dir = this.store.dir(snap.id);
-    // Ids are never reused: an existing directory is this same create cut short by a crash.
-    await this.store.removeDir(snap.id);
-    fs.mkdirSync(dir, { mode: 0o700 });
+    await this.store.freshDir(snap.id);
     // Before any content, so the project (and its limit) covers every file the layer will hold.
     await lim.setup(dir, snap.id, opts.sizeLimit);
     const upper = this.store.fs(snap.id);
