@@ -1,0 +1,80 @@
+/**
+ * The bare filesystem operations each snapshot operation needs at least, measured on the filesystem holding the
+ * daemon's root in the same run: the floor strata's figures are compared with.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { sample, usSince } from './stats';
+
+export interface BareResults {
+  /** stat(2) of a directory: what a Stat could cost if metadata were a file per snapshot. */
+  statDir: number[];
+  /** mkdir of a snapshot dir with its fs/ subdir, then a rename: the directory work of Prepare+Commit. */
+  mkdirRename: number[];
+  /** readdir of a directory holding 100 entries: List(100) if snapshots were directories. */
+  readdir100: number[];
+  /** rm -rf of a tree of 2000 files: what Remove would cost if it deleted inline. */
+  rmTree2000: number[];
+}
+
+export interface BareCounts {
+  stat: number;
+  mkdirRename: number;
+  readdir: number;
+  rmTree: number;
+}
+
+/** 2000 small files in 20 directories, like a small image layer. */
+export function fillTree(dir: string, files = 2000, perDir = 100): void {
+  const payload = Buffer.alloc(512, 0x61);
+  for (let i = 0; i < files; i++) {
+    const d = path.join(dir, `d${Math.floor(i / perDir)}`);
+    if (i % perDir === 0) fs.mkdirSync(d, { recursive: true });
+    fs.writeFileSync(path.join(d, `f${i}`), payload);
+  }
+}
+
+export async function measureBare(scratch: string, n: BareCounts): Promise<BareResults> {
+  fs.mkdirSync(scratch, { recursive: true });
+  try {
+    const statTarget = path.join(scratch, 'stat-target');
+    fs.mkdirSync(statTarget);
+    const statDir = await sample(n.stat, 200, () => {
+      const t0 = process.hrtime.bigint();
+      fs.statSync(statTarget);
+      return usSince(t0);
+    });
+
+    const work = path.join(scratch, 'mk');
+    fs.mkdirSync(work);
+    const mkdirRename = await sample(n.mkdirRename, 20, (i) => {
+      const a = path.join(work, `a${i}`);
+      const t0 = process.hrtime.bigint();
+      fs.mkdirSync(a, { mode: 0o755 });
+      fs.mkdirSync(path.join(a, 'fs'), { mode: 0o755 });
+      fs.renameSync(a, path.join(work, `b${i}`));
+      return usSince(t0);
+    });
+    fs.rmSync(work, { recursive: true, force: true });
+
+    const list = path.join(scratch, 'list');
+    fs.mkdirSync(list);
+    for (let i = 0; i < 100; i++) fs.mkdirSync(path.join(list, String(i + 1)));
+    const readdir100 = await sample(n.readdir, 50, () => {
+      const t0 = process.hrtime.bigint();
+      fs.readdirSync(list, { withFileTypes: true });
+      return usSince(t0);
+    });
+
+    const rmTree2000 = await sample(n.rmTree, 1, (i) => {
+      const t = path.join(scratch, `tree${i}`);
+      fillTree(t);
+      const t0 = process.hrtime.bigint();
+      fs.rmSync(t, { recursive: true, force: true });
+      return usSince(t0);
+    });
+    return { statDir, mkdirRename, readdir100, rmTree2000 };
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The snapshot operations over the socket, timed in the client the way containerd sees them: Stat, Prepare+Commit,
+ * List of 100, and Remove of a snapshot holding 2000 files. Every call goes through strata's real gRPC socket.
+ */
+import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AdminApiClient } from '../../src/client/admin';
+import type { SnapshotsApiClient } from '../../src/client/snapshots';
+import { fillTree } from './bare';
+import { sample, usSince } from './stats';
+
+export interface OpCounts {
+  stat: number;
+  prepareCommit: number;
+  list: number;
+  remove: number;
+}
+
+export interface OpResults {
+  stat: number[];
+  prepareCommit: number[];
+  list100: number[];
+  remove2000: number[];
+}
+
+/** Labels like the ones containerd's unpacker sets, so rows have realistic JSON to encode and decode. */
+function layerLabels(i: number): Record<string, string> {
+  return {
+    'containerd.io/snapshot.ref': `sha256:${i.toString(16).padStart(64, '0')}`,
+    'containerd.io/snapshot/cri.layer-digest': `sha256:${(i * 7919).toString(16).padStart(64, '0')}`,
+  };
+}
+
+/** Waits until the background reclaim has freed everything, so the next phase runs on a quiet disk. */
+export async function waitReclaimed(admin: AdminApiClient, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await admin.status()).pendingReclaims > 0) {
+    if (Date.now() > deadline) throw new Error('background reclaim did not finish in time');
+    await sleep(20);
+  }
+}
+
+export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
+  // 100 snapshots: a committed base and 99 committed layers on it, labelled like containerd's.
+  await c.prepare('bench/base-a', '', layerLabels(0));
+  await c.commit('bench/base', 'bench/base-a', layerLabels(0));
+  for (let i = 1; i < 100; i++) {
+    await c.prepare(`bench/l${i}-a`, 'bench/base', layerLabels(i));
+    await c.commit(`bench/l${i}`, `bench/l${i}-a`, layerLabels(i));
+  }
+
+  const list100 = await sample(n.list, 50, async () => {
+    const t0 = process.hrtime.bigint();
+    const infos = await c.list();
+    const us = usSince(t0);
+    if (infos.length !== 100) throw new Error(`List returned ${infos.length} snapshots, expected 100`);
+    return us;
+  });
+
+  const stat = await sample(n.stat, 200, async () => {
+    const t0 = process.hrtime.bigint();
+    await c.stat('bench/l50');
+    return usSince(t0);
+  });
+
+  const prepareCommit = await sample(n.prepareCommit, 20, async (i) => {
+    const key = `bench/pc${i}`;
+    const t0 = process.hrtime.bigint();
+    await c.prepare(`${key}-a`, 'bench/base', layerLabels(1000 + i));
+    await c.commit(key, `${key}-a`, layerLabels(1000 + i));
+    return usSince(t0);
+  });
+  for (let i = -20; i < n.prepareCommit; i++) await c.remove(`bench/pc${i}`);
+  await waitReclaimed(admin);
+
+  const remove2000 = await sample(n.remove, 1, async (i) => {
+    const key = `bench/rm${i}`;
+    await c.prepare(key, 'bench/base');
+    // The snapshot's own layer directory (overlay's upperdir, native's tree), filled without a mount.
+    const dir = (await admin.info(key, { skipUsage: true })).path;
+    if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
+    fillTree(dir);
+    await waitReclaimed(admin);
+    const t0 = process.hrtime.bigint();
+    await c.remove(key);
+    const us = usSince(t0);
+    await waitReclaimed(admin);
+    return us;
+  });
+
+  return { stat, prepareCommit, list100, remove2000 };
+}
