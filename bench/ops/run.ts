@@ -21,7 +21,7 @@ import { summarize, type Summary } from './stats';
  * The drivers benchmarked, by the test harness's labels (test/helpers/drivers.ts knows how to bring up each
  * backend: a loopback btrfs, a ZFS pool). Adding a driver is one entry here, e.g. 'btrfs' or 'zfs'.
  */
-const BENCH_DRIVERS: readonly string[] = ['overlay', 'native'];
+const BENCH_DRIVERS: readonly string[] = ['overlay', 'native', 'btrfs', 'zfs'];
 
 interface OpSpec {
   key: keyof OpResults;
