@@ -98,6 +98,14 @@ describe('overlay driver', () => {
     fs.mkdirSync(path.join(dir, 'redo'));
     fs.writeFileSync(path.join(dir, 'redo/new'), 'new');
     await h.unmount(dir);
+    // openTree of the active: its upper over its parents, read-only.
+    const activeTree = await h.driver.openTree(a2);
+    try {
+      assert.deepEqual(fileContents(activeTree.dir), { 'd/x': 'x2', y: 'y2', 'redo/new': 'new' });
+      assert.equal(tryWrite(path.join(activeTree.dir, 'q')), 'EROFS');
+    } finally {
+      await activeTree.release();
+    }
     const c2 = await h.commit(a2);
     // The kernel wrote its deletions into the layer as whiteouts (0/0 character devices) and an opaque dir.
     const layer2 = path.join(h.root, 'snapshots', String(c2.id), 'fs');
