@@ -84,7 +84,10 @@ export class DriverSuite {
       try {
         await fn(t);
       } catch (e) {
-        if (e instanceof Error && this.daemon) e.message += `\n--- strata log (last lines):\n${this.daemon.tail(25)}`;
+        // Errors from the daemon helper already carry its log.
+        if (e instanceof Error && this.daemon && !e.message.includes(this.daemon.tail(1))) {
+          e.message += `\n--- strata log (last lines):\n${this.daemon.tail(25)}`;
+        }
         throw e;
       }
     });

@@ -52,6 +52,9 @@ class Crashed extends Error {}
 class Workload {
   readonly model = new Map<string, Snap>();
   pending: Pending | undefined;
+  /** Where the kills landed (the call they cut off), and how many calls completed: the run's coverage. */
+  readonly cutOff = new Map<string, number>();
+  calls = 0;
   private killed = false;
   private n = 0;
 
@@ -64,13 +67,20 @@ class Workload {
     return xs[Math.floor(this.rand() * xs.length)]!;
   }
 
+  /** Aimed kills: the kill fires this long after the start of the call with this index (in this run). */
+  private aim: { call: number; delayMs: number } | undefined;
+  private callsThisRun = 0;
+  private killNow: () => void = () => undefined;
+
   /** Runs one RPC; a failure after the kill ends the workload, any other failure fails the test. */
   private async rpc<T>(p: Pending | undefined, fn: () => Promise<T>): Promise<T> {
     if (this.killed) throw new Crashed();
+    if (this.aim && this.aim.call === this.callsThisRun++) setTimeout(this.killNow, this.aim.delayMs);
     this.pending = p;
     try {
       const r = await fn();
       this.pending = undefined;
+      this.calls++;
       return r;
     } catch (e) {
       if (this.killed) throw new Crashed();
@@ -95,20 +105,34 @@ class Workload {
     return ops;
   }
 
-  /** Runs operations until the kill cuts one off. */
-  async run(killAfterMs: number): Promise<void> {
+  /**
+   * Runs operations until the kill cuts one off. The kill comes either at a wall-clock moment (it may land
+   * between calls, while the test writes through its mounts) or aimed a few ms into a chosen call, so most kills
+   * hit the daemon mid-call.
+   */
+  async run(kill: { afterMs: number } | { call: number; delayMs: number }): Promise<void> {
     const c = this.s.client;
     const d = this.s.d;
-    const timer = setTimeout(() => {
+    this.killed = false;
+    this.callsThisRun = 0;
+    let fired = false;
+    this.killNow = () => {
+      if (fired) return;
+      fired = true;
       this.killed = true;
       void d.kill();
-    }, killAfterMs);
+    };
+    this.aim = 'call' in kill ? kill : undefined;
+    // The aimed kill's fallback: a run never outlives a few seconds.
+    const timer = setTimeout(this.killNow, 'afterMs' in kill ? kill.afterMs : 5000);
     try {
       for (;;) {
         const committed = [...this.model.values()].filter((x) => x.kind === 'committed');
         const leaves = [...this.model.values()].filter((x) => this.children(x.name).length === 0);
         const r = this.rand();
-        if (committed.length > 6 && leaves.length > 0 && r < 0.6) {
+        // Keep the population small (every snapshot's content is checked after each kill), so shrink it first.
+        const busy = committed.length > 5 || this.model.size > 9;
+        if (busy && leaves.length > 0 && r < 0.6) {
           const victim = this.pick(leaves);
           await this.rpc({ type: 'remove', name: victim.name }, () => c.remove(victim.name));
           this.model.delete(victim.name);
@@ -145,6 +169,8 @@ class Workload {
       }
     } catch (e) {
       if (!(e instanceof Crashed)) throw e;
+      const where = this.pending?.type ?? 'between calls';
+      this.cutOff.set(where, (this.cutOff.get(where) ?? 0) + 1);
     } finally {
       clearTimeout(timer);
     }
@@ -226,12 +252,15 @@ driverSuite(
       const w = new Workload(s, rand);
       try {
         for (let i = 0; i < ITERATIONS; i++) {
-          // Mostly early kills (inside the first calls), sometimes later ones (deep into the workload).
-          const delay = rand() < 0.7 ? Math.floor(rand() * 150) : Math.floor(rand() * 800);
-          await w.run(delay);
+          const kill =
+            rand() < 0.6
+              ? { call: Math.floor(rand() * 6), delayMs: Math.floor(rand() * 25) }
+              : { afterMs: Math.floor(rand() * (rand() < 0.7 ? 150 : 800)) };
+          await w.run(kill);
           await s.d.restart();
-          await verify(s, w, `kill ${i + 1} (after ${delay} ms)`);
+          await verify(s, w, `kill ${i + 1} (${JSON.stringify(kill)})`);
         }
+        t.diagnostic(`${w.calls} calls completed; kills cut off: ${JSON.stringify(Object.fromEntries(w.cutOff))}; ${w.model.size} snapshots at the end`);
         // A clean restart keeps everything as it was, labels and timestamps included.
         const before = comparable(await s.client.list());
         const st = await s.d.stop();

@@ -171,8 +171,11 @@ export class Daemon {
     this._client = undefined;
   }
 
-  /** SIGTERM and wait for a clean exit; SIGKILL after timeoutMs. Returns the exit status. */
-  async stop(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  /**
+   * SIGTERM and wait for a clean exit; SIGKILL after timeoutMs. The default outlasts the daemon's own 30 s
+   * drain limit, so a stuck call shows as the daemon's failure to drain, not as this helper's impatience.
+   */
+  async stop(timeoutMs = 45_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     const child = this.child;
     this.closeClient();
     if (!child) return this.exits[this.exits.length - 1] ?? { code: null, signal: null };
