@@ -18,10 +18,15 @@ import { spawnSync } from 'node:child_process';
 let skip: string | false = false;
 
 before(async () => {
-  const p = await probe({ root: fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ovl-probe-')), config: {} });
-  if (!p.ok) {
-    skip = `overlay unavailable here: ${p.reason}`;
-    console.log(`# skipping overlay driver tests: ${skip}`);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ovl-probe-'));
+  try {
+    const p = await probe({ root, config: {} });
+    if (!p.ok) {
+      skip = `overlay unavailable here: ${p.reason}`;
+      console.log(`# skipping overlay driver tests: ${skip}`);
+    }
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
 
