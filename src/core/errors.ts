@@ -38,10 +38,11 @@ export function isStrataError(e: unknown, code?: ErrorCode): e is StrataError {
 
 /** errno of a Node system error (`ENOENT`, `ENOSPC`...), or undefined. */
 export function errnoCode(e: unknown): string | undefined {
-  if (typeof e === 'object' && e !== null && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
-    return (e as { code: string }).code;
-  }
-  return undefined;
+  if (typeof e !== 'object' || e === null) return undefined;
+  const { code, errno } = e as { code?: unknown; errno?: unknown };
+  // Node 20's libuv has no name for EDQUOT (122) and reports it as 'UNKNOWN'; a quota hit must not look like a bug.
+  if (errno === -122 || errno === 122) return 'EDQUOT';
+  return typeof code === 'string' ? code : undefined;
 }
 
 /**

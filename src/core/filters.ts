@@ -144,17 +144,19 @@ class Parser {
   }
 }
 
-/** What a field path means for a snapshot (containerd's snapshot adaptor). */
+/**
+ * What a field path means for a snapshot, as containerd's snapshot adaptor defines it: kind, name and parent
+ * are always present (so `parent==""` selects snapshots without a parent), a label only when it is set.
+ */
 function field(info: Info, path: string[]): { value: string; present: boolean } {
   switch (path[0]) {
     case 'kind':
       return { value: info.kind, present: true };
     case 'name':
-      return { value: info.name, present: info.name.length > 0 };
+      return { value: info.name, present: true };
     case 'parent':
-      return { value: info.parent, present: info.parent.length > 0 };
+      return { value: info.parent, present: true };
     case 'labels': {
-      if (path.length < 2) return { value: '', present: Object.keys(info.labels).length > 0 };
       const key = path.slice(1).join('.');
       const value = info.labels[key];
       return value === undefined ? { value: '', present: false } : { value, present: true };

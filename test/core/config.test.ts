@@ -57,3 +57,14 @@ describe('labels', () => {
     }
   });
 });
+
+describe('error mapping', () => {
+  it('maps a full disk and a quota hit (which Node 20 calls UNKNOWN) to ResourceExhausted', async () => {
+    const { toStrataError } = await import('../../src/core/errors');
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+    const edquot = Object.assign(new Error('UNKNOWN: unknown error, write'), { code: 'UNKNOWN', errno: -122 });
+    assert.equal(toStrataError(enospc, 'writing').code, 'ResourceExhausted');
+    assert.equal(toStrataError(edquot, 'writing').code, 'ResourceExhausted');
+    assert.equal(toStrataError(new Error('boom'), 'writing').code, 'Internal');
+  });
+});

@@ -40,6 +40,8 @@ describe('containerd filter syntax', () => {
     assert.deepEqual(names(['parent==default/2/layer-b']), ['default/3/active', 'default/4/view']);
     assert.deepEqual(names(['parent!=""']), ['default/2/layer-b', 'default/3/active', 'default/4/view']);
     assert.deepEqual(names(['kind!=committed']), ['default/3/active', 'default/4/view']);
+    assert.deepEqual(names(['parent==""']), ['default/1/layer-a sha256:aaa']);
+    assert.equal(names(['parent']).length, 4, 'parent is always present, as in containerd');
   });
 
   it('reads labels with dotted and quoted keys, and tests presence', () => {
