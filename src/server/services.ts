@@ -14,5 +14,6 @@ export function serviceModules(): ServiceModule[] {
     require('./snapshots') as ServiceModule,
     require('./volumes') as ServiceModule,
     require('./admin') as ServiceModule,
+    require('./layers') as ServiceModule,
   ];
 }

@@ -31,6 +31,9 @@ const MODULES: readonly string[] = [
   './status',
   // other areas: one line each
   './apply',
+  './unpack',
+  './import',
+  './diff',
   './volume-create',
   './volume-ls',
   './volume-inspect',
