@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { isStrataError } from '../../src/core/errors';
+import { isStrataError, toStrataError } from '../../src/core/errors';
 import { sizeLimitFromLabels, validateLabels } from '../../src/core/labels';
 import { DEFAULTS, loadConfig, parseConfig } from '../../src/daemon/config';
 
@@ -59,8 +59,7 @@ describe('labels', () => {
 });
 
 describe('error mapping', () => {
-  it('maps a full disk and a quota hit (which Node 20 calls UNKNOWN) to ResourceExhausted', async () => {
-    const { toStrataError } = await import('../../src/core/errors');
+  it('maps a full disk and a quota hit (which Node 20 calls UNKNOWN) to ResourceExhausted', () => {
     const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
     const edquot = Object.assign(new Error('UNKNOWN: unknown error, write'), { code: 'UNKNOWN', errno: -122 });
     assert.equal(toStrataError(enospc, 'writing').code, 'ResourceExhausted');
