@@ -33,6 +33,11 @@ export interface ApplyTarget extends OpenDir {
   whiteouts: WhiteoutForm;
   /** The lower layers' directories, nearest first: an overlay-form applier consults them (DESIGN.md). */
   lowerDirs: string[];
+  /**
+   * Where overlay keeps its own xattrs (opaque dirs): 'trusted.overlay.', or 'user.overlay.' when the driver
+   * mounts with userxattr (outside the initial user namespace). Only meaningful for whiteouts: 'overlay'.
+   */
+  overlayXattrPrefix?: 'trusted.overlay.' | 'user.overlay.';
 }
 
 export interface DriverUsage extends Usage {

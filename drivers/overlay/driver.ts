@@ -106,6 +106,7 @@ export class OverlayDriver implements Driver {
       dir: this.store.fs(snap.id),
       whiteouts: 'overlay',
       lowerDirs: snap.parents.map((id) => this.store.fs(id)),
+      overlayXattrPrefix: this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.',
       release: async () => {},
     };
   }
