@@ -102,6 +102,8 @@ async function main(): Promise<void> {
     lines.push(await time('Stat over the socket (same process)', n, () => client.stat('l50')));
     lines.push(await time('List(100): snapshotter.list', n / 4, () => [...s.list([], 100)]));
     lines.push(await time('List(100): protobuf encode', n / 4, () => ListSnapshotsResponse.encode({ info: batch.map(infoToPb) }).finish()));
+    const encoded = ListSnapshotsResponse.encode({ info: batch.map(infoToPb) }).finish();
+    lines.push(await time('List(100): protobuf decode (client side)', n / 4, () => ListSnapshotsResponse.decode(encoded)));
     lines.push(await time('List(100) over the socket (same process)', n / 4, () => client.list()));
     const fsyncFile = path.join(base, 'fsync');
     const fd = fs.openSync(fsyncFile, 'w');
