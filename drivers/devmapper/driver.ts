@@ -241,11 +241,16 @@ export class DevmapperDriver implements Driver {
       try {
         if (parent) await this.snapshotOf(row, parent);
         else await this.newThin(row);
-        const dev = await this.activate(row, readonly);
+        // A view with no parent is an empty filesystem too: made read-write, then activated read-only.
+        let dev = await this.activate(row, readonly && parent !== undefined);
         if (!parent) {
           await mkfs(this.s.fs, dev);
           await tidyNewFs(this.s.fs, dev, this.tmp);
           this.t.setBase(snap.id, await this.thinMapped(snap.id), await usedInodes(this.s.fs, dev));
+          if (readonly) {
+            await this.deactivate(snap.id);
+            dev = await this.activate(row, true);
+          }
         } else if (size > parent.sizeBytes) {
           await growFs(this.s.fs, dev, this.tmp);
         }
