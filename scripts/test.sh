@@ -89,8 +89,7 @@ run_lane host node --test --test-concurrency=1 --test-timeout="${STRATA_TEST_TIM
 
 # ---- devicemapper VM lane ----------------------------------------------------------------------------------
 # This kernel has no dm-thin: the devicemapper suite runs inside ../shared/dm-vm (one VM for the whole lane).
-# Add it here as one line, e.g.:
-#   section "devicemapper suite in a VM"; run_lane devmapper bash scripts/test-dm-vm.sh "$out"
+section "devicemapper suite in a VM"; run_lane devmapper bash scripts/dm-lane.sh "$out/dm-lane"
 # ---- end of the devicemapper VM lane -----------------------------------------------------------------------
 
 section "summary"
