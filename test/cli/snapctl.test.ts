@@ -140,6 +140,23 @@ for (const entry of DRIVERS.filter((d) => (d.label === 'overlay' || d.label === 
       assert.ok(pj.mounts.length >= 1);
       await ok(a, ['view', 'v1', 'layer 1']);
 
+      // mount stacks a child on its parent the way containerd would; a view is really read-only.
+      await ok(a, ['mount', 'ctr/1', mnt]);
+      try {
+        assert.equal(fs.statSync(path.join(mnt, 'hello')).size, 10_000);
+        fs.writeFileSync(path.join(mnt, 'dir', 'new'), 'x');
+      } finally {
+        await ok(a, ['umount', mnt]);
+      }
+      assert.match((await ok(a, ['--json', 'mount', 'v1', mnt])).stdout, /"target": /);
+      try {
+        assert.ok(fs.existsSync(path.join(mnt, 'hello')));
+        assert.throws(() => fs.writeFileSync(path.join(mnt, 'w'), 'x'), { code: 'EROFS' });
+      } finally {
+        await ok(a, ['umount', mnt]);
+      }
+      await ok(a, ['mount', 'layer 1', mnt], 6); // committed snapshots have no mounts
+
       // ls: table for people, JSON for scripts, containerd filters.
       const ls = await ok(a, ['ls']);
       const lines = ls.stdout.trimEnd().split('\n');
