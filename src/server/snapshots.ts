@@ -79,7 +79,9 @@ export function register(server: grpc.Server, ctx: DaemonContext): void {
         call.end();
       } catch (e) {
         onError('List', e);
-        call.destroy(Object.assign(new Error(toGrpcError(e, 'List').details), toGrpcError(e, 'List')));
+        // grpc-js sends a status for a server stream only through an 'error' event; destroy() would end the
+        // stream with none and leave the client waiting for its deadline.
+        call.emit('error', toGrpcError(e, 'List'));
       }
     },
     usage: unary(
