@@ -14,7 +14,7 @@
 # Usage: scripts/dm-lane.sh [OUT_DIR]       (as root; OUT_DIR receives the TAP logs)
 # Environment:
 #   DM_VM_TIMEOUT (default 1200: the lane's 20-minute budget), DM_VM_MEM (3072), STRATA_DM_GROUPS
-#   ("driver conformance crash hostile e2e quota"), STRATA_CRASH_ITERATIONS (default 8 in the VM),
+#   ("driver conformance crash hostile e2e quota"), STRATA_CRASH_ITERATIONS (default 6 in the VM),
 #   STRATA_DM_FS (ext4|xfs for the shared suites), STRATA_DM_VM (path of dm-vm-run.sh).
 # In CI (CI=true) a missing VM prerequisite is a failure, never a skip.
 set -euo pipefail
@@ -71,7 +71,7 @@ mkfs.ext4 -q -F -E nodiscard /tmp/strata-lane.img
 mount -o loop,discard /tmp/strata-lane.img "$lanetmp"
 chmod 1777 "$lanetmp"
 export TMPDIR=$lanetmp
-export STRATA_CRASH_ITERATIONS=${STRATA_CRASH_ITERATIONS:-8}
+export STRATA_CRASH_ITERATIONS=${STRATA_CRASH_ITERATIONS:-6}
 t0=$(date +%s)
 declare -A status secs
 ran=()

@@ -22,10 +22,12 @@ export interface DeviceRow {
   /** Thin device size in bytes (what the table maps). */
   sizeBytes: number;
   state: DeviceState;
-  /** Mapped bytes and used inodes of the parent when this device was snapshotted from it: usage's baseline. */
+  /** The snapshot this device was snapshotted from (its figures are usage's baseline), or null. */
+  parentId: number | null;
+  /** For a device made by mkfs: the empty filesystem's mapped bytes and used inodes (usage's baseline). */
   baseMapped: number;
   baseInodes: number;
-  /** For committed devices: mapped bytes and used inodes at commit, the baseline of their children. */
+  /** For committed devices: mapped bytes and used inodes, measured at the first usage() that needs them. */
   mapped: number | null;
   inodes: number | null;
 }
@@ -35,6 +37,7 @@ interface Raw {
   thin_id: number;
   size_bytes: number;
   state: DeviceState;
+  parent_id: number | null;
   base_mapped: number;
   base_inodes: number;
   mapped: number | null;
@@ -47,6 +50,7 @@ CREATE TABLE IF NOT EXISTS devices (
   thin_id INTEGER NOT NULL UNIQUE,
   size_bytes INTEGER NOT NULL,
   state TEXT NOT NULL,
+  parent_id INTEGER,
   base_mapped INTEGER NOT NULL DEFAULT 0,
   base_inodes INTEGER NOT NULL DEFAULT 0,
   mapped INTEGER,
@@ -60,6 +64,7 @@ const toRow = (r: Raw): DeviceRow => ({
   thinId: r.thin_id,
   sizeBytes: r.size_bytes,
   state: r.state,
+  parentId: r.parent_id,
   baseMapped: r.base_mapped,
   baseInodes: r.base_inodes,
   mapped: r.mapped,
@@ -95,8 +100,8 @@ export class DeviceTable {
     return this.db.transaction(() => {
       const next = this.nextThinId();
       this.db
-        .prepare('INSERT INTO devices (snap_id, thin_id, size_bytes, state, base_mapped, base_inodes) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(row.snapId, next, row.sizeBytes, row.state, row.baseMapped, row.baseInodes);
+        .prepare('INSERT INTO devices (snap_id, thin_id, size_bytes, state, parent_id, base_mapped, base_inodes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(row.snapId, next, row.sizeBytes, row.state, row.parentId, row.baseMapped, row.baseInodes);
       return { ...row, thinId: next, mapped: null, inodes: null };
     })();
   }
