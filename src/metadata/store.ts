@@ -5,6 +5,10 @@
  *
  * The database is opened with locking_mode=EXCLUSIVE: the process holds the file lock for as long as it runs
  * and the kernel drops it when the process dies, which makes it the "one daemon per root" lock as well.
+ *
+ * Because nothing else can write the database, the visible snapshot rows are also kept in memory (by key and by
+ * id), updated after every write and rebuilt whenever a transaction fails: Stat, List and parent chains are
+ * answered without SQLite or JSON parsing (containerd's clients Stat every snapshot they list).
  */
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
@@ -108,6 +112,11 @@ export interface NewSnapshot {
 export class MetadataStore {
   readonly db: Database.Database;
   private readonly stmts;
+  /** Ready rows by key and by id (id order = creation order, which List keeps). Rows are frozen. */
+  private byKey = new Map<string, SnapshotRow>();
+  private byId = new Map<number, SnapshotRow>();
+  private readonly pragmaFull;
+  private readonly pragmaNormal;
 
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -131,7 +140,6 @@ export class MetadataStore {
     this.migrate('0001-snapshots', SNAPSHOT_SCHEMA);
     const db = this.db;
     this.stmts = {
-      byKey: db.prepare<[string], RawRow>(`${SELECT_ROW} WHERE s.key = ? AND s.state = ${STATE_READY}`),
       byId: db.prepare<[number], RawRow>(`${SELECT_ROW} WHERE s.id = ? AND s.state = ${STATE_READY}`),
       all: db.prepare<[], RawRow>(`${SELECT_ROW} WHERE s.state = ${STATE_READY} ORDER BY s.id`),
       keyTaken: db.prepare<[string], { id: number }>(`SELECT id FROM snapshots WHERE key = ?`),
@@ -159,10 +167,40 @@ export class MetadataStore {
       dequeue: db.prepare<[number]>(`DELETE FROM reclaim WHERE id = ?`),
       creating: db.prepare<[], { id: number }>(`SELECT id FROM snapshots WHERE state = ${STATE_CREATING}`),
       allIds: db.prepare<[], { id: number }>(`SELECT id FROM snapshots`),
-      count: db.prepare<[], { kind: number; n: number }>(`SELECT kind, COUNT(*) AS n FROM snapshots WHERE state = ${STATE_READY} GROUP BY kind`),
       getMeta: db.prepare<[string], { value: string }>(`SELECT value FROM meta WHERE name = ?`),
       setMeta: db.prepare<[string, string]>(`INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value`),
     };
+    this.pragmaFull = db.prepare('PRAGMA synchronous = FULL');
+    this.pragmaNormal = db.prepare('PRAGMA synchronous = NORMAL');
+    this.reloadCache();
+  }
+
+  /** Rebuilds the in-memory rows from the database (at open, and after a failed transaction). */
+  private reloadCache(): void {
+    this.byKey = new Map();
+    this.byId = new Map();
+    for (const r of this.stmts.all.iterate()) this.cacheRow(toRow(r));
+  }
+
+  private cacheRow(row: SnapshotRow): void {
+    Object.freeze(row.labels);
+    Object.freeze(row);
+    const old = this.byId.get(row.id);
+    if (old && old.key !== row.key) this.byKey.delete(old.key);
+    this.byKey.set(row.key, row);
+    this.byId.set(row.id, row);
+  }
+
+  /** Re-reads one row after a write to it. */
+  private refresh(id: number): void {
+    const r = this.stmts.byId.get(id);
+    if (r) {
+      this.cacheRow(toRow(r));
+    } else {
+      const old = this.byId.get(id);
+      if (old) this.byKey.delete(old.key);
+      this.byId.delete(id);
+    }
   }
 
   /** Applies a named schema change once. Modules that persist state (volumes) call this with their own names. */
@@ -177,7 +215,12 @@ export class MetadataStore {
   }
 
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    try {
+      return this.db.transaction(fn)();
+    } catch (e) {
+      this.reloadCache(); // the rollback undid writes the cache may have seen
+      throw e;
+    }
   }
 
   /**
@@ -188,22 +231,20 @@ export class MetadataStore {
    * flip is harmless: the row is rolled back at start and Cleanup frees its storage.
    */
   durably<T>(fn: () => T): T {
-    this.db.pragma('synchronous = FULL');
+    this.pragmaFull.run();
     try {
-      return this.db.transaction(fn)();
+      return this.transaction(fn);
     } finally {
-      this.db.pragma('synchronous = NORMAL');
+      this.pragmaNormal.run();
     }
   }
 
   get(key: string): SnapshotRow | undefined {
-    const r = this.stmts.byKey.get(key);
-    return r ? toRow(r) : undefined;
+    return this.byKey.get(key);
   }
 
   getById(id: number): SnapshotRow | undefined {
-    const r = this.stmts.byId.get(id);
-    return r ? toRow(r) : undefined;
+    return this.byId.get(id);
   }
 
   /** True when any row, including one being created, holds this key. */
@@ -211,13 +252,23 @@ export class MetadataStore {
     return this.stmts.keyTaken.get(key) !== undefined;
   }
 
-  *all(): Generator<SnapshotRow> {
-    for (const r of this.stmts.all.iterate()) yield toRow(r);
+  /** Every visible snapshot, oldest first. */
+  all(): IterableIterator<SnapshotRow> {
+    return this.byId.values();
   }
 
   /** The ids of the ancestors of id, nearest first (id itself excluded). */
   ancestors(id: number): number[] {
-    return this.stmts.chain.all(id).slice(1).map((r) => r.id);
+    const out: number[] = [];
+    let row = this.byId.get(id);
+    if (!row) return this.stmts.chain.all(id).slice(1).map((r) => r.id); // a row still being created
+    while (row.parentId !== null) {
+      out.push(row.parentId);
+      const next = this.byId.get(row.parentId);
+      if (!next) break;
+      row = next;
+    }
+    return out;
   }
 
   hasChildren(id: number): boolean {
@@ -239,18 +290,22 @@ export class MetadataStore {
 
   markReady(id: number): void {
     this.stmts.setReady.run(id);
+    this.refresh(id);
   }
 
   commit(id: number, name: string, labels: Labels, parentId: number | null): void {
     this.durably(() => this.stmts.commit.run({ id, name, labels: JSON.stringify(labels), parentId, now: Date.now() }));
+    this.refresh(id);
   }
 
   setLabels(id: number, labels: Labels): void {
     this.stmts.setLabels.run({ id, labels: JSON.stringify(labels), now: Date.now() });
+    this.refresh(id);
   }
 
   setUsage(id: number, size: number, inodes: number, method: string): void {
     this.stmts.setUsage.run({ id, size, inodes, method });
+    this.refresh(id);
   }
 
   /** Deletes the row and queues its storage for background reclaim, in one transaction. */
@@ -259,6 +314,7 @@ export class MetadataStore {
       this.stmts.delete.run(id);
       this.stmts.enqueue.run(id, Date.now());
     });
+    this.refresh(id);
   }
 
   pendingReclaims(): number[] {
@@ -285,7 +341,7 @@ export class MetadataStore {
 
   counts(): Record<Kind, number> {
     const out: Record<Kind, number> = { view: 0, active: 0, committed: 0 };
-    for (const r of this.stmts.count.all()) out[INT_TO_KIND[r.kind] ?? 'active'] += r.n;
+    for (const row of this.byId.values()) out[row.kind] += 1;
     return out;
   }
 
