@@ -52,6 +52,7 @@ export class SnapshotsApiClient {
   ) {
     this.raw = new SnapshotsClient(grpcTarget(address), grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': 16 << 20,
+      'grpc.enable_channelz': 0,
     });
   }
 
