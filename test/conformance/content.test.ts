@@ -129,8 +129,11 @@ driverSuite('conformance: content', (s) => {
       'renames',
     ));
 
-  s.it('symlinks, hardlinks, xattrs and special modes are kept', () =>
-    checkLayers(
+  s.it('symlinks, hardlinks, xattrs and special modes are kept', async (t) => {
+    const xattrs = await s.supportsXattrs();
+    if (!xattrs) t.diagnostic(`${s.entry.label}: the backing filesystem has no xattrs; checking the rest`);
+    const keep = (o: FsOp): boolean => xattrs || !o.describe.startsWith('xattr ');
+    await checkLayers(
       s,
       [
         [
@@ -144,11 +147,12 @@ driverSuite('conformance: content', (s) => {
           op.file('x/attr', 'a'),
           op.xattr('x/attr', 'user.strata.test', 'value'),
           op.xattr('x', 'user.dir', 'dv'),
-        ],
+        ].filter(keep),
         [op.file('unrelated', 'u')],
       ],
       'links and attributes',
-    ));
+    );
+  });
 
   s.it('views are read-only: writes fail with EROFS', async () => {
     const c = s.client;

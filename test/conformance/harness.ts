@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { grpcCodeName, type SnapshotsApiClient } from '../../src/client/snapshots';
 import type { Info, Labels, Mount } from '../../src/core/types';
+import { native } from '../../native/index';
 import { Daemon } from '../helpers/daemon';
 import { selectedDrivers, type DriverEntry, type DriverTarget } from '../helpers/drivers';
 import { snapshotTree, type Tree } from '../helpers/tree';
@@ -114,12 +115,33 @@ export class DriverSuite {
     return name;
   }
 
+  /** Whether the driver's storage keeps user xattrs (zfs-fuse without --enable-xattr does not). */
+  async supportsXattrs(): Promise<boolean> {
+    const key = ckey('xattr-probe');
+    try {
+      return await this.withMounts(await this.client.prepare(key, ''), (dir) => {
+        try {
+          // A round trip: some FUSE filesystems accept the set and then cannot list.
+          native().lsetxattr(dir, 'user.strata.probe', Buffer.from('1'), 0);
+          return native().llistxattr(dir).includes('user.strata.probe');
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return false;
+          throw e;
+        }
+      });
+    } finally {
+      await this.client.remove(key);
+    }
+  }
+
   /** The tree a snapshot shows: active through its own mounts, committed through a temporary view. */
   async treeOf(keyOrName: string): Promise<Tree> {
     const info = await this.client.stat(keyOrName);
     if (info.kind !== 'committed') return this.withMounts(await this.client.mounts(keyOrName), (dir) => snapshotTree(dir));
-    const view = ckey('view');
-    const mounts = await this.client.view(view, keyOrName);
+    const viaActive = this.entry.readCommittedVia === 'active';
+    const view = ckey(viaActive ? 'reader' : 'view');
+    const mounts = viaActive ? await this.client.prepare(view, keyOrName) : await this.client.view(view, keyOrName);
     try {
       return await this.withMounts(mounts, (dir) => snapshotTree(dir));
     } finally {

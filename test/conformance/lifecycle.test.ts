@@ -236,7 +236,7 @@ driverSuite('conformance: lifecycle', (s) => {
     await c.remove(base);
   });
 
-  s.it('Usage grows with written data', async () => {
+  s.it('Usage grows with written data', async (t) => {
     const c = s.client;
     const key = ckey('extract');
     await c.prepare(key, '');
@@ -249,7 +249,9 @@ driverSuite('conformance: lifecycle', (s) => {
     });
     const full = await c.usage(key);
     assert.ok(full.size >= empty.size + data.length, `size ${empty.size} -> ${full.size} after writing ${data.length} bytes`);
-    assert.ok(full.inodes >= empty.inodes + 12, `inodes ${empty.inodes} -> ${full.inodes} after creating 12`);
+    // containerd's own zfs snapshotter reports bytes only; a driver that never counts inodes says 0 throughout.
+    if (full.inodes === 0 && empty.inodes === 0) t.diagnostic(`${s.entry.label} does not count inodes (Usage.inodes is 0)`);
+    else assert.ok(full.inodes >= empty.inodes + 12, `inodes ${empty.inodes} -> ${full.inodes} after creating 12`);
     const name = cname();
     await c.commit(name, key);
     const committed = await c.usage(name);

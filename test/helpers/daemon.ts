@@ -30,6 +30,15 @@ export interface DaemonOptions {
 
 const MAX_LOG = 256 * 1024;
 
+/**
+ * Daemons still running when the test process exits (a timed-out hook, an uncaught failure) would outlive it
+ * and keep their mounts: kill them on the way out. 'exit' handlers must be synchronous, so SIGKILL.
+ */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 function tomlString(s: string): string {
   return JSON.stringify(s); // a JSON string literal is a valid TOML basic string for the text we write
 }
@@ -118,10 +127,12 @@ export class Daemon {
       env: { ...process.env, STRATA_LOG_LEVEL: this.opts.logLevel ?? process.env.STRATA_LOG_LEVEL ?? 'info' },
     });
     this.child = child;
+    live.add(child);
     child.stdout!.on('data', (c: Buffer) => this.append(c));
     child.stderr!.on('data', (c: Buffer) => this.append(c));
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
+        live.delete(child);
         this.append(`--- exit: code=${code} signal=${signal}\n`);
         this.exits.push({ code, signal });
         if (this.child === child) this.child = undefined;

@@ -61,7 +61,8 @@ function readXattrs(p: string, ignore: string[]): Record<string, string> {
     names = native().llistxattr(p);
   } catch (e) {
     // Filesystems without xattr support have none to compare.
-    if ((e as NodeJS.ErrnoException).code === 'ENOTSUP') return out;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return out;
     throw e;
   }
   for (const name of names.sort()) {
