@@ -34,7 +34,7 @@ export interface ApplyLayerOptions {
   limits?: Partial<UnpackLimits>;
   /** Progress, called at most every ~100 ms with compressed bytes read so far. */
   onProgress?: (compressedBytes: number, uncompressedBytes: number) => void;
-  /** Ring size in bytes (default 8 MiB). */
+  /** Ring size in bytes (default 4 MiB). */
   ringBytes?: number;
 }
 
@@ -69,6 +69,7 @@ export interface ApplyResult {
 }
 
 const PROGRESS_MS = 100;
+const FEED = 64 << 10;
 
 export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {
   const t0 = performance.now();
@@ -90,7 +91,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   const compression = detectCompression(first);
   const hashInWorker = compression === 'gzip';
 
-  const ring = createRing(opts.ringBytes ?? 8 << 20);
+  const ring = createRing(opts.ringBytes ?? 4 << 20);
   const writer = new RingWriter(ring);
   const applierOpts: ApplierOptions = {
     whiteouts: opts.whiteouts,
@@ -109,7 +110,12 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     hashInWorker,
   };
   // The applier closes fds the addon opened; tracking them would cost a warning object per close.
-  const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: input, trackUnmanagedFds: false });
+  // A small young generation: the worker allocates little per entry, and RSS is part of the contract.
+  const worker = new Worker(path.join(__dirname, 'worker.js'), {
+    workerData: input,
+    trackUnmanagedFds: false,
+    resourceLimits: { maxYoungGenerationSizeMb: 8 },
+  });
   const result = new Promise<WorkerResult>((resolve, reject) => {
     worker.once('message', (m: WorkerResult) => resolve(m));
     worker.once('error', reject);
@@ -161,7 +167,11 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
           let chunk: Buffer | null = first;
           while (chunk) {
             compressed += chunk.length;
-            if (!dec.write(chunk)) await drained(dec);
+            // zstd-napi turns each input chunk into all of its output at once: small pieces keep that burst
+            // (and the garbage it leaves) to a few hundred KiB.
+            for (let off = 0; off < chunk.length && !dec.destroyed; off += FEED) {
+              if (!dec.write(chunk.subarray(off, off + FEED))) await drained(dec);
+            }
             if (dec.destroyed) break;
             if (writer.consumerFailed) break;
             const r = await iter.next();
