@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `npm run bench`: the benchmarks, each against a peer measured in the same run, printing ratios.
+#   bench/ops     Stat, Prepare+Commit, List(100), Remove of 2000 files over the socket, per driver, next to
+#                 the bare filesystem operations they need
+#   bench/unpack  strata apply / daemon unpack vs GNU tar -xzf / --zstd -xf vs containerd 1.6 `ctr image import`
+# Run as root on a quiet machine: the figures are wall-clock times. BENCH=ops or BENCH=unpack runs one of them;
+# extra arguments go to the ops benchmark (e.g. --drivers overlay,native --json out.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (the benchmarks mount filesystems)" >&2; exit 1; }
+bash scripts/install-deps.sh
+[ -f dist/src/cli/strata.js ] || npm run build
+which="${BENCH:-all}"
+if [ "$which" = all ] || [ "$which" = ops ]; then
+  echo "==> snapshot operations (bench/ops)"
+  node dist/bench/ops/run.js "$@"
+fi
+if [ "$which" = all ] || [ "$which" = unpack ]; then
+  echo "==> layer unpack (bench/unpack)"
+  node dist/bench/unpack/bench.js
+fi
