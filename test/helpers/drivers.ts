@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { DriverTable } from './daemon';
+import { mountsBelow, type DriverTable } from './daemon';
 
 export interface DriverTarget {
   /** Where the daemon's root must live (on the backend's filesystem); a temp dir when undefined. */
@@ -31,6 +31,126 @@ export interface DriverEntry {
   readCommittedVia?: 'view' | 'active';
   /** Brings the backend up, or returns why it cannot be done here. */
   setup(): Promise<DriverTarget | { skip: string }>;
+  /**
+   * What the driver holds on disk, by snapshot id, for orphan checks that look deeper than `<root>/snapshots/`
+   * (subvolumes, datasets). Defaults to storageDirs().
+   */
+  storage?(root: string, config: DriverTable): Promise<StorageScan>;
+}
+
+/** Storage found on disk, as the orphan checks need it. */
+export interface StorageScan {
+  /** Snapshot ids that hold storage (a directory, a mount, a subvolume, a dataset). */
+  ids: Set<number>;
+  /** Storage that names no snapshot id at all (a subvolume or dataset off the driver's layout): always a leak. */
+  strays: string[];
+  /**
+   * Ids whose storage the driver keeps on purpose after their snapshot is gone, with the ids keeping it alive
+   * (zfs parks a removed layer's dataset while clones of its @committed live). Legitimate only while one of
+   * those is itself known or legitimately kept.
+   */
+  keptBy: Map<number, number[]>;
+  /** What each id's storage is, for failure messages. */
+  describe: Map<number, string[]>;
+}
+
+const ID_RE = /^[1-9][0-9]*$/;
+
+function emptyScan(): StorageScan {
+  return { ids: new Set(), strays: [], keptBy: new Map(), describe: new Map() };
+}
+
+function note(scan: StorageScan, id: number, what: string): void {
+  scan.ids.add(id);
+  const d = scan.describe.get(id) ?? [];
+  d.push(what);
+  scan.describe.set(id, d);
+}
+
+/** `<root>/snapshots/<id>` directories and mounts below them: every driver keeps its per-id state there. */
+export function storageDirs(root: string): StorageScan {
+  const scan = emptyScan();
+  const dir = path.join(root, 'snapshots');
+  const names = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+  for (const n of names) {
+    if (ID_RE.test(n)) note(scan, Number(n), `dir ${n}`);
+    else scan.strays.push(path.join(dir, n));
+  }
+  for (const mp of mountsBelow(dir)) {
+    const first = path.relative(dir, mp).split('/')[0]!;
+    if (ID_RE.test(first)) note(scan, Number(first), `mount ${mp}`);
+    else scan.strays.push(`mount ${mp}`);
+  }
+  return scan;
+}
+
+function output(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(file, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${file} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout),
+    ),
+  );
+}
+
+/**
+ * Directories plus every subvolume of the filesystem (the test's loopback btrfs holds nothing else): each must be
+ * `<root>/snapshots/<id>/fs`. `btrfs subvolume list` prints paths from the filesystem's top level.
+ */
+async function btrfsStorage(root: string): Promise<StorageScan> {
+  const scan = storageDirs(root);
+  const mountpoint = path.dirname(root);
+  const rel = path.relative(mountpoint, path.join(root, 'snapshots'));
+  for (const line of (await output('btrfs', ['subvolume', 'list', mountpoint])).split('\n')) {
+    const m = / path (.*)$/.exec(line);
+    if (!m) continue;
+    const p = m[1]!;
+    const parts = path.relative(rel, p).split('/');
+    if (parts.length === 2 && ID_RE.test(parts[0]!) && parts[1] === 'fs') note(scan, Number(parts[0]), `subvolume ${p}`);
+    else scan.strays.push(`subvolume ${p}`);
+  }
+  return scan;
+}
+
+/**
+ * Directories plus every dataset and snapshot below the configured dataset: each must be `<dataset>/<id>` or
+ * `<dataset>/<id>@committed`. A dataset marked strata:removed=yes is parked by the driver until the clones of its
+ * @committed are gone: it is kept by those clones.
+ */
+async function zfsStorage(root: string, config: DriverTable): Promise<StorageScan> {
+  const scan = storageDirs(root);
+  const parent = String(config['dataset']);
+  const out = await output('zfs', ['list', '-H', '-t', 'all', '-o', 'name,origin,strata:removed', '-r', parent]);
+  const idOf = (name: string): number | undefined => {
+    const rest = name.startsWith(parent + '/') ? name.slice(parent.length + 1) : '';
+    return ID_RE.test(rest) ? Number(rest) : undefined;
+  };
+  const parked = new Set<number>();
+  const clonesOf = new Map<number, number[]>();
+  for (const line of out.split('\n')) {
+    const [name, origin, removed] = line.split('\t');
+    if (!name || name === parent) continue;
+    const at = name.indexOf('@');
+    if (at >= 0) {
+      const id = idOf(name.slice(0, at));
+      if (id === undefined || name.slice(at + 1) !== 'committed') scan.strays.push(`zfs snapshot ${name}`);
+      else note(scan, id, `zfs snapshot ${name}`);
+      continue;
+    }
+    const id = idOf(name);
+    if (id === undefined) {
+      scan.strays.push(`dataset ${name}`);
+      continue;
+    }
+    note(scan, id, `dataset ${name}${removed === 'yes' ? ' (parked)' : ''}`);
+    if (removed === 'yes') parked.add(id);
+    const originId = origin && origin !== '-' ? idOf(origin.split('@')[0]!) : undefined;
+    if (originId !== undefined) clonesOf.set(originId, [...(clonesOf.get(originId) ?? []), id]);
+  }
+  for (const id of parked) {
+    const clones = clonesOf.get(id);
+    if (clones?.length) scan.keptBy.set(id, clones);
+  }
+  return scan;
 }
 
 // --- test/helpers/backends.ts is written by the btrfs/zfs engineer; it is loaded at run time so these suites run
@@ -89,7 +209,9 @@ export const DRIVERS: DriverEntry[] = [
   {
     label: 'btrfs',
     driver: 'btrfs',
-    snapshotDirs: false,
+    // A subvolume at <root>/snapshots/<id>/fs (plus the usage file beside it): one directory per snapshot.
+    snapshotDirs: true,
+    storage: (root) => btrfsStorage(root),
     async setup() {
       const why = driverBuilt('btrfs');
       return why ? { skip: why } : onBtrfs();
@@ -98,7 +220,9 @@ export const DRIVERS: DriverEntry[] = [
   {
     label: 'zfs',
     driver: 'zfs',
-    snapshotDirs: false,
+    // Datasets are mounted at <root>/snapshots/<id>/fs; a parked dataset (see storage) has no directory left.
+    snapshotDirs: true,
+    storage: zfsStorage,
     // zfs-fuse fails listxattr on read-only datasets with ENOSYS, after which FUSE refuses listxattr on the
     // whole mount: reading a view's xattrs is impossible there, so content checks read through an active child.
     readCommittedVia: 'active',
