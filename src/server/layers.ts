@@ -67,7 +67,7 @@ export function register(server: grpc.Server, ctx: DaemonContext): void {
               root: target.dir,
               whiteouts: target.whiteouts,
               lowerDirs: target.lowerDirs,
-              userxattr: (target as { userxattr?: boolean }).userxattr === true,
+              userxattr: target.overlayXattrPrefix === 'user.overlay.',
               diffId: r.diffId || undefined,
               sync: 'syncfs',
             });
