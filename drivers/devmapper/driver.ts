@@ -95,10 +95,27 @@ export class DevmapperDriver implements Driver {
       else if (!(await this.pool.exists())) throw failedPrecondition(`devmapper driver: thin pool ${this.s.pool} does not exist (dmsetup ls)`);
       await this.pool.open();
       for (const n of await listDmNames()) if (n.startsWith(this.prefix) && n !== this.pool.name) this.active.add(n);
+      await this.resumeSuspended();
       await this.reconcile();
       await this.deactivateIdle();
     } catch (e) {
       throw toStrataError(e, 'devmapper driver: starting');
+    }
+  }
+
+  /**
+   * A daemon killed between suspending an origin and resuming it leaves the origin suspended, and every I/O on
+   * it would hang: resume whatever of ours is suspended (one dmsetup run lists them all).
+   */
+  private async resumeSuspended(): Promise<void> {
+    if (this.active.size === 0) return;
+    const out = await dmsetup(['info', '-c', '--noheadings', '--separator', ' ', '-o', 'name,suspended']);
+    for (const line of out.split('\n')) {
+      const [name, state] = line.trim().split(' ');
+      if (name && this.active.has(name) && state === 'Suspended') {
+        this.log.warn('resuming a device a crash left suspended', { device: name });
+        await dmsetup(['resume', name]);
+      }
     }
   }
 
