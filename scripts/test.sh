@@ -8,7 +8,8 @@
 #   STRATA_TEST_FILES="dist/test/e2e/containerd.test.js …"  run only these files (default: every test file)
 #   STRATA_TEST_DRIVERS=overlay,native                      limit the driver suites (see test/helpers/drivers.ts)
 #   STRATA_TEST_TIMEOUT_MS                                  per-test timeout (default 20 minutes)
-#   STRATA_TEST_OUT=DIR                                     where the TAP log goes (default: a temp dir)
+#   STRATA_TEST_OUT=DIR                                     where the TAP logs go (default: a temp dir)
+#   STRATA_TEST_LANES="host devmapper"                      which lanes run (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -68,6 +69,9 @@ mkdir -p "$out"
 declare -A lane_status lane_secs
 lanes=()
 
+# STRATA_TEST_LANES="host" (or "devmapper") runs only those lanes; default: all.
+lane_wanted() { [ -z "${STRATA_TEST_LANES:-}" ] || [[ " $STRATA_TEST_LANES " == *" $1 "* ]]; }
+
 run_lane() { # name, command...
   local name=$1 s rc
   shift
@@ -82,14 +86,14 @@ run_lane() { # name, command...
 }
 
 section "tests on the host: ${#files[@]} files"
-run_lane host node --test --test-concurrency=1 --test-timeout="${STRATA_TEST_TIMEOUT_MS:-1200000}" \
+lane_wanted host && run_lane host node --test --test-concurrency=1 --test-timeout="${STRATA_TEST_TIMEOUT_MS:-1200000}" \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$out/host.tap" \
   "${files[@]}"
 
 # ---- devicemapper VM lane ----------------------------------------------------------------------------------
 # This kernel has no dm-thin: the devicemapper suite runs inside ../shared/dm-vm (one VM for the whole lane).
-section "devicemapper suite in a VM"; run_lane devmapper bash scripts/dm-lane.sh "$out/dm-lane"
+if lane_wanted devmapper; then section "devicemapper suite in a VM"; run_lane devmapper bash scripts/dm-lane.sh "$out/dm-lane"; fi
 # ---- end of the devicemapper VM lane -----------------------------------------------------------------------
 
 section "summary"
@@ -99,15 +103,13 @@ for name in "${lanes[@]}"; do
   printf '%-12s %s  (%ss)\n' "$name" "$([ "$rc" = 0 ] && echo PASS || echo "FAIL (exit $rc)")" "${lane_secs[$name]}"
   [ "$rc" = 0 ] || failed=1
 done
-if [ -f "$out/host.tap" ]; then
-  # The runner's own totals (the last lines of its TAP stream), and which tests failed.
-  grep -E '^# (tests|pass|fail|cancelled|skipped|todo) ' "$out/host.tap" | tail -n 6 | tr '\n' ' '
-  echo
-  if grep -qE '^\s*not ok ' "$out/host.tap"; then
-    echo "failed tests:"
-    grep -E '^\s*not ok ' "$out/host.tap" | sed -e 's/^/  /' | head -n 60
+# Each TAP log's own totals (the runner prints them last) and which tests failed in it.
+while IFS= read -r tap; do
+  printf '%s: %s\n' "${tap#"$out"/}" "$(grep -E '^# (tests|pass|fail|cancelled|skipped) ' "$tap" | tail -n 5 | tr '\n' ' ')"
+  if grep -qE '^\s*not ok ' "$tap"; then
+    grep -E '^\s*not ok ' "$tap" | sed -e 's/^/    /' | head -n 60
   fi
-  echo "TAP log: $out/host.tap"
-fi
+done < <(find "$out" -name '*.tap' | sort)
+echo "logs: $out"
 echo "total: $(($(date +%s) - t0))s"
 exit "$failed"
