@@ -7,10 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { SnapshotRef } from '../../drivers/driver';
-import { isStrataError } from '../core/errors';
 import type { DaemonContext } from '../daemon/context';
 import { AdminService, type AdminServer, type InfoResponse, type StatusResponse } from '../gen/strata/v1/admin';
-import { unary } from './status';
+import { unary, callErrorLogger } from './status';
 
 /** A driver may say where a snapshot's own layer lives; optional so drivers without host paths need nothing. */
 interface PathDriver {
@@ -45,10 +44,7 @@ export function register(server: grpc.Server, ctx: DaemonContext): void {
   const log = ctx.log.child({ service: 'admin' });
   const startedAt = new Date();
   const version = readVersion();
-  const onError = (method: string, e: unknown): void => {
-    if (isStrataError(e) && e.code !== 'Internal') log.debug('call refused', { method, code: e.code, err: e.message });
-    else log.error('call failed', { method, err: e as Error });
-  };
+  const onError = callErrorLogger(log);
   const s = ctx.snapshotter;
 
   const impl: AdminServer = {

@@ -13,7 +13,7 @@ import { LayersService, type DiffResponse, type LayersServer, type UnpackRespons
 import { writeDiff, type DiffCompression, type DiffSource } from '../unpack/diff';
 import { applyLayer } from '../unpack/engine';
 import { toStrata } from '../unpack/errors';
-import { unary } from './status';
+import { unary, callErrorLogger } from './status';
 
 /** The key of the transient active snapshot: unique, and naming the layer for `snapctl ls` while it runs. */
 function unpackKey(name: string): string {
@@ -32,10 +32,7 @@ function exists(ctx: DaemonContext, key: string): boolean {
 
 export function register(server: grpc.Server, ctx: DaemonContext): void {
   const log = ctx.log.child({ service: 'layers' });
-  const onError = (method: string, e: unknown): void => {
-    if (isStrataError(e) && e.code !== 'Internal') log.info('call refused', { method, code: e.code, err: e.message });
-    else log.error('call failed', { method, err: e as Error });
-  };
+  const onError = callErrorLogger(log, 'info');
   const s = ctx.snapshotter;
 
   const impl: LayersServer = {

@@ -8,9 +8,8 @@ import {
 } from '../gen/containerd/services/snapshots/v1/snapshots';
 import type { Mount as PbMount } from '../gen/containerd/types/mount';
 import type { Info, Kind, Mount } from '../core/types';
-import { isStrataError } from '../core/errors';
 import type { DaemonContext } from '../daemon/context';
-import { toGrpcError, unary } from './status';
+import { toGrpcError, unary, callErrorLogger } from './status';
 
 const KIND_TO_PB: Record<Kind, PbKind> = { view: PbKind.VIEW, active: PbKind.ACTIVE, committed: PbKind.COMMITTED };
 
@@ -35,11 +34,7 @@ function mountsToPb(mounts: Mount[]): PbMount[] {
 export function register(server: grpc.Server, ctx: DaemonContext): void {
   const s = ctx.snapshotter;
   const log = ctx.log.child({ service: 'snapshots' });
-  const onError = (method: string, e: unknown): void => {
-    // Expected refusals (NotFound, AlreadyExists...) are answers, not faults: log them quietly.
-    if (isStrataError(e) && e.code !== 'Internal') log.debug('call refused', { method, code: e.code, err: e.message });
-    else log.error('call failed', { method, err: e as Error });
-  };
+  const onError = callErrorLogger(log);
 
   const impl: SnapshotsServer = {
     prepare: unary('Prepare', async (r) => ({ mounts: mountsToPb(await s.prepare(r.key, r.parent, r.labels)) }), onError),

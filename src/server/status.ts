@@ -1,6 +1,7 @@
 /** The one place strata's error codes become gRPC status codes. */
 import * as grpc from '@grpc/grpc-js';
-import { StrataError, toStrataError, type ErrorCode } from '../core/errors';
+import { StrataError, isStrataError, toStrataError, type ErrorCode } from '../core/errors';
+import type { Level, Logger } from '../core/log';
 
 const CODES: Record<ErrorCode, grpc.status> = {
   NotFound: grpc.status.NOT_FOUND,
@@ -46,5 +47,16 @@ export function unary<Req, Res>(
         callback(toGrpcError(e, name));
       },
     );
+  };
+}
+
+/**
+ * The onError of a service: expected refusals (NotFound, AlreadyExists...) are answers, not faults, and are
+ * logged at `refusedLevel`; anything Internal or unknown is logged as an error.
+ */
+export function callErrorLogger(log: Logger, refusedLevel: Exclude<Level, 'error'> = 'debug'): (method: string, e: unknown) => void {
+  return (method, e) => {
+    if (isStrataError(e) && e.code !== 'Internal') log[refusedLevel]('call refused', { method, code: e.code, err: e.message });
+    else log.error('call failed', { method, err: e as Error });
   };
 }

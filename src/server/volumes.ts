@@ -1,11 +1,10 @@
 /** strata.v1.Volumes over the volume engine (src/volumes), the one the Docker plugin uses too. */
 import type * as grpc from '@grpc/grpc-js';
-import { isStrataError } from '../core/errors';
 import type { DaemonContext } from '../daemon/context';
 import { VolumesService, type Volume as PbVolume, type VolumesServer } from '../gen/strata/v1/volumes';
 import { volumeEngineFor } from '../volumes/daemon';
 import type { Volume } from '../volumes/types';
-import { unary } from './status';
+import { unary, callErrorLogger } from './status';
 
 export function volumeToPb(v: Volume): PbVolume {
   return {
@@ -30,10 +29,7 @@ export function register(server: grpc.Server, ctx: DaemonContext): void {
   const engine = volumeEngineFor(ctx);
   engine.catch((e: unknown) => ctx.log.error('volume engine failed to start', { err: e as Error }));
   const log = ctx.log.child({ service: 'volumes' });
-  const onError = (method: string, e: unknown): void => {
-    if (isStrataError(e) && e.code !== 'Internal') log.debug('call refused', { method, code: e.code, err: e.message });
-    else log.error('call failed', { method, err: e as Error });
-  };
+  const onError = callErrorLogger(log);
 
   const impl: VolumesServer = {
     create: unary(
