@@ -36,6 +36,8 @@ export class BtrfsDriver implements Driver {
   private qgroups = new Qgroups(undefined);
   /** snapshot id → subvolume id; a subvolume's id never changes, so the O(1) usage path skips the ioctl. */
   private readonly subvolIds = new Map<number, number>();
+  /** Active snapshots whose subvolume this process made or found writable (see reopenActive). */
+  private readonly writable = new Set<number>();
 
   constructor(private readonly s: BtrfsSettings) {
     this.snapshots = path.join(s.root, 'snapshots');
@@ -83,6 +85,7 @@ export class BtrfsDriver implements Driver {
       }
       // A view cannot be written, so a limit would mean nothing there.
       if (opts.sizeLimit !== undefined && opts.sizeLimit > 0 && !readonly) await this.limit(dst, opts.sizeLimit);
+      if (!readonly) this.writable.add(snap.id);
     } catch (e) {
       await this.remove(snap.id).catch(() => undefined);
       throw toStrataError(e, `btrfs driver: creating snapshot ${snap.id}`);
@@ -99,11 +102,34 @@ export class BtrfsDriver implements Driver {
     await this.qgroups.limitExclusive(subvol, bytes);
   }
 
+  /**
+   * Commit sets the read-only flag before the core records "committed", so a Commit killed in between leaves an
+   * active snapshot on a read-only subvolume: the commit did not happen, and the layer must take writes again
+   * (containerd's Commit failed, so whoever retries writes first or prepares anew). Only commit sets the flag on
+   * an active's subvolume, so checking once per snapshot per process is enough: a GETFLAGS ioctl, and SETFLAGS
+   * only when the flag is set. The usage recorded by that commit goes too: the layer may still change.
+   */
+  private async reopenActive(snap: SnapshotRef): Promise<void> {
+    if (snap.kind !== 'active' || this.writable.has(snap.id)) return;
+    try {
+      await this.s.ops.setReadonly(this.fsPath(snap.id), false);
+      fs.rmSync(path.join(this.dir(snap.id), USAGE_FILE), { force: true });
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} has no subvolume at ${this.fsPath(snap.id)}`);
+      throw toStrataError(e, `btrfs driver: making active snapshot ${snap.id} writable`);
+    }
+    this.writable.add(snap.id);
+  }
+
   async mounts(snap: SnapshotRef): Promise<Mount[]> {
+    await this.reopenActive(snap);
     return [{ type: 'bind', source: this.fsPath(snap.id), options: ['rbind', snap.kind === 'view' ? 'ro' : 'rw'] }];
   }
 
   async commit(snap: SnapshotRef): Promise<void> {
+    // From here the subvolume may be read-only while the row is still active (a crash, a failed metadata write):
+    // the next mounts() checks again.
+    this.writable.delete(snap.id);
     try {
       // Setting the flag again on a committed subvolume is a no-op (the native side skips it), so a commit
       // retried after a crash is harmless.
@@ -145,6 +171,7 @@ export class BtrfsDriver implements Driver {
       await this.destroyTree(this.fsPath(id));
       fs.rmSync(dir, { recursive: true, force: true });
       this.subvolIds.delete(id);
+      this.writable.delete(id);
     } catch (e) {
       throw toStrataError(e, `btrfs driver: removing snapshot ${id}`);
     }
@@ -235,6 +262,7 @@ export class BtrfsDriver implements Driver {
 
   async openApplyTarget(snap: SnapshotRef): Promise<ApplyTarget> {
     if (snap.kind !== 'active') throw failedPrecondition(`btrfs driver: snapshot ${snap.id} is ${snap.kind}, not active`);
+    await this.reopenActive(snap);
     // The subvolume already holds the parents' files, so deletions are applied as deletions and no lower dir is
     // consulted.
     return { dir: this.fsPath(snap.id), whiteouts: 'delete', lowerDirs: [], release: noRelease };
@@ -272,6 +300,7 @@ export class BtrfsDriver implements Driver {
 
   async close(): Promise<void> {
     this.subvolIds.clear();
+    this.writable.clear();
   }
 }
 

@@ -37,6 +37,8 @@ export class ZfsDriver implements Driver {
   readonly whiteouts: WhiteoutForm = 'delete';
   readonly canRebase = false;
   private readonly snapshots: string;
+  /** Active snapshots whose dataset this process made or found writable and without @committed (see reopenActive). */
+  private readonly writable = new Set<number>();
 
   constructor(private readonly s: ZfsSettings) {
     this.snapshots = path.join(s.root, 'snapshots');
@@ -85,6 +87,7 @@ export class ZfsDriver implements Driver {
         await runZfs(args);
       }
       await this.ensureMounted(snap.id, readonly);
+      if (!readonly) this.writable.add(snap.id);
     } catch (e) {
       await this.remove(snap.id).catch(() => undefined);
       if (isStrataError(e, 'NotFound') && parent !== undefined) {
@@ -132,17 +135,54 @@ export class ZfsDriver implements Driver {
     }
   }
 
+  /**
+   * Commit takes @committed and sets readonly=on before the core records "committed", so a Commit killed in
+   * between leaves an active snapshot whose dataset is read-only and carries a snapshot of the layer as it was
+   * then. The commit did not happen: the layer must take writes again, and that @committed is stale (nothing can
+   * clone it, since only committed rows are parents). Only commit makes either, so checking once per snapshot per
+   * process is enough (one `zfs list`, more only when there is something to undo).
+   */
+  private async reopenActive(snap: SnapshotRef): Promise<void> {
+    if (snap.kind !== 'active' || this.writable.has(snap.id)) return;
+    const ds = this.ds(snap.id);
+    try {
+      const out = await runZfs(['list', '-H', '-t', 'all', '-o', 'name,readonly', '-r', '-d', '1', ds]);
+      let readonly = false;
+      let stale = false;
+      for (const line of out.split('\n')) {
+        const [name, ro] = line.split('\t');
+        if (name === ds) readonly = ro === 'on';
+        if (name === `${ds}@${SNAP}`) stale = true;
+      }
+      if (stale) await runZfs(['destroy', `${ds}@${SNAP}`]);
+      // The mounted dataset follows the property at once (zfs-fuse and the kernel module alike): no remount.
+      if (readonly) await runZfs(['set', 'readonly=off', ds]);
+    } catch (e) {
+      if (isStrataError(e, 'NotFound')) throw failedPrecondition(`zfs driver: snapshot ${snap.id} has no dataset ${ds}`);
+      throw toStrataError(e, `zfs driver: making active snapshot ${snap.id} writable`);
+    }
+    this.writable.add(snap.id);
+  }
+
   async mounts(snap: SnapshotRef): Promise<Mount[]> {
+    await this.reopenActive(snap);
     await this.ensureMounted(snap.id, snap.kind === 'view');
     return [{ type: 'bind', source: this.fsPath(snap.id), options: ['rbind', snap.kind === 'view' ? 'ro' : 'rw'] }];
   }
 
   async commit(snap: SnapshotRef): Promise<void> {
     const ds = this.ds(snap.id);
+    // From here the dataset may be read-only while the row is still active (a crash, a failed metadata write):
+    // the next mounts() checks again.
+    this.writable.delete(snap.id);
     try {
-      await runZfs(['snapshot', `${ds}@${SNAP}`]).catch((e: unknown) => {
-        // A commit retried after a crash finds its snapshot made: that is the idempotent case.
+      await runZfs(['snapshot', `${ds}@${SNAP}`]).catch(async (e: unknown) => {
         if (!isZfsError(e, /already exists/)) throw e;
+        // A commit retried after a crash finds the snapshot the killed one took, but the layer may have been
+        // written since (through a mount that outlived the daemon): take it again, so the layer is what it is now.
+        // No clone can depend on it, since the row is still active.
+        await runZfs(['destroy', `${ds}@${SNAP}`]);
+        await runZfs(['snapshot', `${ds}@${SNAP}`]);
       });
       await runZfs(['set', 'readonly=on', ds]);
     } catch (e) {
@@ -157,6 +197,7 @@ export class ZfsDriver implements Driver {
    * unmounted, mountpoint=none, marked; the removal of its last clone, or Cleanup, destroys it.
    */
   async remove(id: number): Promise<void> {
+    this.writable.delete(id);
     try {
       await this.removeChain(id);
     } catch (e) {
@@ -246,6 +287,7 @@ export class ZfsDriver implements Driver {
 
   async openApplyTarget(snap: SnapshotRef): Promise<ApplyTarget> {
     if (snap.kind !== 'active') throw failedPrecondition(`zfs driver: snapshot ${snap.id} is ${snap.kind}, not active`);
+    await this.reopenActive(snap);
     await this.ensureMounted(snap.id, false);
     // The clone already holds the parents' files, so deletions are applied as deletions.
     return { dir: this.fsPath(snap.id), whiteouts: 'delete', lowerDirs: [], release: noRelease };
@@ -305,5 +347,6 @@ export class ZfsDriver implements Driver {
 
   async close(): Promise<void> {
     // Datasets stay mounted across restarts; nothing is held open.
+    this.writable.clear();
   }
 }

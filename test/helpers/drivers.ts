@@ -104,6 +104,8 @@ async function btrfsStorage(root: string): Promise<StorageScan> {
     const m = / path (.*)$/.exec(line);
     if (!m) continue;
     const p = m[1]!;
+    // Volumes (`<root>/volumes/<id>`) are the volume store's, checked by its own tests.
+    if (p.startsWith(path.relative(mountpoint, path.join(root, 'volumes')) + '/')) continue;
     const parts = path.relative(rel, p).split('/');
     if (parts.length === 2 && ID_RE.test(parts[0]!) && parts[1] === 'fs') note(scan, Number(parts[0]), `subvolume ${p}`);
     else scan.strays.push(`subvolume ${p}`);
@@ -128,7 +130,8 @@ async function zfsStorage(root: string, config: DriverTable): Promise<StorageSca
   const clonesOf = new Map<number, number[]>();
   for (const line of out.split('\n')) {
     const [name, origin, removed] = line.split('\t');
-    if (!name || name === parent) continue;
+    // `<dataset>/volumes` and below are the volume store's (src/volumes), checked by its own tests.
+    if (!name || name === parent || name === `${parent}/volumes` || name.startsWith(`${parent}/volumes/`) || name.startsWith(`${parent}/volumes@`)) continue;
     const at = name.indexOf('@');
     if (at >= 0) {
       const id = idOf(name.slice(0, at));
