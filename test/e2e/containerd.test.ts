@@ -209,11 +209,15 @@ function persistWant(run: number): string {
  * containerd dials the proxy lazily and backs off after a failed connection, so the first calls after strata
  * comes back may fail with Unavailable for a moment; retry those (and only those) for a while.
  */
-async function startTask(e: Env, id: string): Promise<string> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
+async function startTask(e: Env, t: TestContext, id: string): Promise<string> {
+  const started = Date.now();
+  const deadline = started + 30_000;
+  for (let attempt = 1; ; attempt++) {
     const r = await e.ctrd.ctr(['task', 'start', id], { namespace: NS });
-    if (r.code === 0) return r.stdout;
+    if (r.code === 0) {
+      if (attempt > 1) t.diagnostic(`ctr task start ${id} succeeded on attempt ${attempt}, ${Date.now() - started} ms after the first`);
+      return r.stdout;
+    }
     const transient = /unavailable|connection refused|transport|no such file or directory.*sock/i.test(r.stderr);
     if (!transient || Date.now() > deadline) {
       throw new Error(`ctr task start ${id} failed (${r.code}): ${r.stderr}${r.stdout}\n--- containerd log ---\n${e.ctrd.logTail()}`);
@@ -228,24 +232,25 @@ function argsSeparator(flavor: Flavor): string[] {
   return flavor === '1.6' ? ['--'] : [];
 }
 
-async function writesSurviveRestarts(e: Env): Promise<void> {
+async function writesSurviveRestarts(e: Env, t: TestContext): Promise<void> {
   await e.ctrd.ctrOk(['container', 'create', '--snapshotter', 'strata', e.img.name, 'persist', ...argsSeparator(e.flavor), '/bin/sh', '-c', PERSIST_SCRIPT], { namespace: NS });
   const active = (await e.daemon.client.list()).filter((i) => i.kind === 'active');
   assert.deepEqual(active.map((i) => containerdKey(i.name)), ['persist'], 'the container has one active snapshot in strata');
   assert.equal(containerdKey(active[0].parent), e.img.chainIds[e.img.chainIds.length - 1], "the container's parent is the image's top layer");
 
-  assert.equal(await startTask(e, 'persist'), persistWant(1), 'first run');
+  assert.equal(await startTask(e, t, 'persist'), persistWant(1), 'first run');
 
   // strata restarts under a running containerd.
   await e.daemon.restart();
-  assert.equal(await startTask(e, 'persist'), persistWant(2), 'after strata restarted');
+  assert.equal(await startTask(e, t, 'persist'), persistWant(2), 'after strata restarted');
 
-  // Both go down (containerd first, as a host shutdown would) and come back.
+  // Both go down (containerd first, as a host shutdown would) and come back in the worse boot order: containerd
+  // first, with its proxy plugin's socket not there yet, then strata.
   await e.ctrd.stop();
   await e.daemon.stop();
-  await e.daemon.restart();
   await e.ctrd.restart();
-  assert.equal(await startTask(e, 'persist'), persistWant(3), 'after strata and containerd restarted');
+  await e.daemon.restart();
+  assert.equal(await startTask(e, t, 'persist'), persistWant(3), 'after strata and containerd restarted');
 }
 
 async function removeLeavesNothing(e: Env, t: TestContext): Promise<void> {
