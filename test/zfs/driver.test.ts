@@ -163,7 +163,16 @@ describe('zfs driver', () => {
     await d.create(active(11, 10), {});
     await d.remove(10);
     // Simulate a crash between destroying 11 and destroying its parked parent.
-    execFileSync('zfs', ['destroy', '-f', `${ds}/11`]); // -f: zfs-fuse calls a fresh mount busy for a moment
+    // -f and a few retries: zfs-fuse calls a fresh mount busy for a moment (the driver's destroy retries the same way).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        execFileSync('zfs', ['destroy', '-f', `${ds}/11`], { stdio: ['ignore', 'ignore', 'pipe'] });
+        break;
+      } catch (e) {
+        if (attempt >= 10 || !/busy/.test(String((e as { stderr?: Buffer }).stderr ?? ''))) throw e;
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+      }
+    }
     assert.deepEqual(await d.listOnDisk(), [10, 11]); // 11: a leftover directory; 10: parked, no clones left
     for (const id of await d.listOnDisk()) await d.remove(id);
     assert.deepEqual(datasets(ds), []);
@@ -172,5 +181,36 @@ describe('zfs driver', () => {
     assert.deepEqual(await d.listOnDisk(), []);
     const st = await d.status();
     assert.equal(st['dataset'], ds);
+  });
+
+  test('a commit cut off before the metadata update leaves an active that takes writes again', async (t) => {
+    if (!pool) return t.skip('no zfs');
+    const f = path.join(root, 'snapshots/20/fs');
+    await d.create(active(20), {});
+    fs.writeFileSync(path.join(f, 'a'), 'a');
+    await d.commit(committed(20)); // the daemon dies here: the row stays active
+    expectErrno(() => fs.writeFileSync(path.join(f, 'b'), 'b'), ['EROFS']);
+    const d2 = create({ root, config: { dataset: ds } }); // the restarted daemon
+    await d2.init();
+    try {
+      assert.equal((await d2.mounts(active(20)))[0]!.source, f);
+      fs.writeFileSync(path.join(f, 'b'), 'b');
+      await d2.commit(committed(20)); // the retried commit must not keep the stale @committed
+      expectErrno(() => fs.writeFileSync(path.join(f, 'c'), 'c'), ['EROFS']);
+      await d2.create(active(21, 20), {});
+      assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/21/fs')).sort(), ['a', 'b']);
+      // A retried commit with no mounts() in between (writes through a mount that outlived the daemon).
+      fs.writeFileSync(path.join(root, 'snapshots/21/fs/c'), 'c');
+      await d2.commit(committed(21));
+      execFileSync('zfs', ['set', 'readonly=off', `${ds}/21`]);
+      fs.writeFileSync(path.join(root, 'snapshots/21/fs/d'), 'd');
+      await d2.commit(committed(21));
+      await d2.create(active(22, 21), {});
+      assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/22/fs')).sort(), ['a', 'b', 'c', 'd']);
+      for (const id of [22, 21, 20]) await d2.remove(id);
+      assert.deepEqual(datasets(ds), []);
+    } finally {
+      await d2.close();
+    }
   });
 });
