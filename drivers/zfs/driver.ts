@@ -17,6 +17,7 @@ import { errnoCode, failedPrecondition, internal, isStrataError, toStrataError }
 import type { Mount } from '../../src/core/types';
 import { MS, native } from '../../native';
 import { isZfsError, runZfs } from './exec';
+import { isMountPoint } from '../../src/core/mountinfo';
 
 export type MountMode = 'legacy' | 'property';
 
@@ -97,19 +98,14 @@ export class ZfsDriver implements Driver {
     }
   }
 
-  /** Is something mounted on dir? A mountpoint has another st_dev than its parent directory. */
+  /** Is something mounted on dir? From the mount table: stat-ing a FUSE mountpoint can hang (see isMountPoint). */
   private isMounted(dir: string): boolean {
-    try {
-      return fs.statSync(dir).dev !== fs.statSync(path.dirname(dir)).dev;
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return false;
-      throw e;
-    }
+    return isMountPoint(dir);
   }
 
   /**
-   * Mounts the dataset when it is not (after a reboot or a zfs-fuse restart nothing is). Costs two stats when it
-   * is, so every mounts()/openApplyTarget() can afford it.
+   * Mounts the dataset when it is not (after a reboot or a zfs-fuse restart nothing is). Costs one read of the
+   * mount table when it is, so every mounts()/openApplyTarget() can afford it.
    */
   private async ensureMounted(id: number, readonly: boolean): Promise<void> {
     const dir = this.fsPath(id);

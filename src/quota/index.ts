@@ -19,6 +19,7 @@ import * as path from 'node:path';
 
 import { native } from '../../native/index';
 import type { NativeBinding } from '../../native/index';
+import { parseMountinfo, type MountEntry } from '../core/mountinfo';
 
 export type QuotaFsType = 'xfs' | 'ext4';
 
@@ -51,44 +52,6 @@ export function projectIdFor(kind: keyof typeof PROJECT_ID_BASE, id: number): nu
     throw new RangeError(`${kind} id ${id} has no project id (must be an integer in [1, ${PROJECT_ID_RANGE}))`);
   }
   return PROJECT_ID_BASE[kind] + id;
-}
-
-interface MountEntry {
-  major: number;
-  minor: number;
-  mountpoint: string;
-  fsType: string;
-  source: string;
-  mountOptions: string[];
-  superOptions: string[];
-}
-
-/** mountinfo escapes space, tab, newline and backslash as \ooo. */
-function unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-function parseMountinfo(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    // id parent major:minor root mountpoint options [optional fields...] - fstype source superoptions
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const left = line.slice(0, sep).split(' ');
-    const right = line.slice(sep + 3).split(' ');
-    if (left.length < 6 || right.length < 3) continue;
-    const [major, minor] = left[2].split(':').map(Number);
-    out.push({
-      major,
-      minor,
-      mountpoint: unescape(left[4]),
-      mountOptions: left[5].split(','),
-      fsType: right[0],
-      source: unescape(right[1]),
-      superOptions: right[2].split(','),
-    });
-  }
-  return out;
 }
 
 /** Linux's dev_t encoding (glibc's gnu_dev_major/minor), on the bigint from stat so no bits are lost. */
