@@ -8,11 +8,13 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { native } from '../../native/index';
 import { applyLayer } from '../../src/unpack/engine';
 import { UnpackError } from '../../src/unpack/errors';
-import { BASE, CASES, type Expect, type Form, type Spec } from './corpus';
+import { backendMissing, createBtrfs, createZfsPool, run, zfsXattrsMissing } from '../helpers/backends';
+import { selectedDrivers } from '../helpers/drivers';
+import { BASE, CASES, type Case, type Expect, type Form, type Spec } from './corpus';
 
 const HOST_FILES = ['/etc/passwd', '/etc/shadow', '/etc/hosts', '/usr/bin/env'];
 const HOST_ABSENT = ['/tmp/escape', '/tmp/x', '/tmp/pax-escape', '/escape', '/pwned', '/etc/pwned'];
@@ -132,56 +134,139 @@ function checkXattrs(p: string, want: Record<string, string>, where: string): vo
 
 const isRoot = process.geteuid?.() === 0;
 
+/**
+ * One case in one form, with its whole world (target, lower layer, sentinel tree, archive) in a fresh directory
+ * under `base`: the filesystem under test holds the target and what must stay untouched beside it alike.
+ */
+async function runCase(c: Case, form: Form, base: string): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(base, 'strata-hostile-'));
+  try {
+    const outside = path.join(dir, 'outside');
+    fs.mkdirSync(path.join(outside, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(outside, 'target'), 'SAFE');
+    fs.writeFileSync(path.join(outside, 'sub', 'x'), 'SAFE');
+    const lower = path.join(dir, 'lower');
+    const root = path.join(dir, 'root');
+    fs.mkdirSync(lower);
+    fs.mkdirSync(root);
+    populateBase(lower);
+    if (form === 'delete') populateBase(root);
+    const archive = c.build(outside);
+    const layer = path.join(dir, 'layer');
+    fs.writeFileSync(layer, archive);
+    const was = fingerprint(dir, 'root');
+    // Other processes share /tmp: what matters is that this apply did not create these.
+    const existedBefore = HOST_ABSENT.filter((p) => fs.existsSync(p));
+
+    const expect: Expect = typeof c.expect === 'function' ? c.expect(form) : c.expect;
+    let err: unknown = null;
+    try {
+      await applyLayer({ layer, root, whiteouts: form, lowerDirs: form === 'overlay' ? [lower] : [], limits: c.limits, diffId: c.diffId?.(archive), sync: 'none' });
+    } catch (e) {
+      err = e;
+    }
+    if ('refuse' in expect) {
+      const kinds = Array.isArray(expect.refuse) ? expect.refuse : [expect.refuse];
+      assert.ok(err instanceof UnpackError, `expected a refusal (${kinds.join('|')}), got ${err ? String(err) : 'success'}`);
+      assert.ok(kinds.includes(err.kind), `expected ${kinds.join('|')}, got ${err.kind}: ${err.message}`);
+    } else {
+      if (err) throw err;
+      const sub = (s: string): string => s.replaceAll('@OUTREL@', outside.slice(1)).replaceAll('@OUT@', outside);
+      for (const [rel, spec] of Object.entries(expect.tree)) {
+        const s2 = spec.type === 'symlink' ? { ...spec, target: sub(spec.target) } : spec;
+        checkSpec(root, sub(rel), s2, form);
+      }
+    }
+    const now = fingerprint(dir, 'root');
+    assert.deepEqual([...now].filter(([k, v]) => was.get(k) !== v), [], 'something outside the target changed');
+    assert.deepEqual([...was.keys()].filter((k) => !now.has(k)), [], 'something outside the target was removed');
+    for (const p of HOST_ABSENT) if (!existedBefore.includes(p)) assert.equal(fs.existsSync(p), false, `${p} was created`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 for (const form of ['overlay', 'delete'] as const) {
   describe(`hostile corpus, ${form} whiteouts`, { skip: isRoot ? false : 'needs root (owners, devices, trusted.* xattrs)' }, () => {
     for (const c of CASES) {
       if (c.only && c.only !== form) continue;
-      test(c.name, async () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-'));
-        try {
-          const outside = path.join(dir, 'outside');
-          fs.mkdirSync(path.join(outside, 'sub'), { recursive: true });
-          fs.writeFileSync(path.join(outside, 'target'), 'SAFE');
-          fs.writeFileSync(path.join(outside, 'sub', 'x'), 'SAFE');
-          const lower = path.join(dir, 'lower');
-          const root = path.join(dir, 'root');
-          fs.mkdirSync(lower);
-          fs.mkdirSync(root);
-          populateBase(lower);
-          if (form === 'delete') populateBase(root);
-          const archive = c.build(outside);
-          const layer = path.join(dir, 'layer');
-          fs.writeFileSync(layer, archive);
-          const before = fingerprint(dir, 'root');
-          // Other processes share /tmp: what matters is that this apply did not create these.
-          const existedBefore = HOST_ABSENT.filter((p) => fs.existsSync(p));
+      test(c.name, () => runCase(c, form, os.tmpdir()));
+    }
+  });
+}
 
-          const expect: Expect = typeof c.expect === 'function' ? c.expect(form) : c.expect;
-          let err: unknown = null;
-          try {
-            await applyLayer({ layer, root, whiteouts: form, lowerDirs: form === 'overlay' ? [lower] : [], limits: c.limits, diffId: c.diffId?.(archive), sync: 'none' });
-          } catch (e) {
-            err = e;
-          }
-          if ('refuse' in expect) {
-            const kinds = Array.isArray(expect.refuse) ? expect.refuse : [expect.refuse];
-            assert.ok(err instanceof UnpackError, `expected a refusal (${kinds.join('|')}), got ${err ? String(err) : 'success'}`);
-            assert.ok(kinds.includes(err.kind), `expected ${kinds.join('|')}, got ${err.kind}: ${err.message}`);
-          } else {
-            if (err) throw err;
-            const sub = (s: string): string => s.replaceAll('@OUTREL@', outside.slice(1)).replaceAll('@OUT@', outside);
-            for (const [rel, spec] of Object.entries(expect.tree)) {
-              const s2 = spec.type === 'symlink' ? { ...spec, target: sub(spec.target) } : spec;
-              checkSpec(root, sub(rel), s2, form);
-            }
-          }
-          const after = fingerprint(dir, 'root');
-          assert.deepEqual([...after].filter(([k, v]) => before.get(k) !== v), [], 'something outside the target changed');
-          assert.deepEqual([...before.keys()].filter((k) => !after.has(k)), [], 'something outside the target was removed');
-          for (const p of HOST_ABSENT) if (!existedBefore.includes(p)) assert.equal(fs.existsSync(p), false, `${p} was created`);
-        } finally {
-          fs.rmSync(dir, { recursive: true, force: true });
+/** A directory on the backend under test for the cases to work in, or why there is none. */
+type Backend = { base: string; teardown(): Promise<void> } | { skip: string };
+
+/**
+ * btrfs and zfs snapshots are unpacked into in 'delete' form (a writable copy of the parent; whiteouts remove),
+ * so the corpus runs in that form with everything on the driver's filesystem: a loopback btrfs, and a dataset of
+ * a zfs-fuse pool (mounted through its mountpoint property: zfs-fuse has no kernel filesystem type for mount(2)).
+ * One backend per file run.
+ */
+const BACKENDS: Array<{ label: 'btrfs' | 'zfs'; setup(): Promise<Backend> }> = [
+  {
+    label: 'btrfs',
+    async setup() {
+      const missing = await backendMissing('btrfs');
+      if (missing) return { skip: missing };
+      const b = await createBtrfs({ sizeMiB: 512 });
+      return { base: b.mountpoint, teardown: () => b.cleanup() };
+    },
+  },
+  {
+    label: 'zfs',
+    async setup() {
+      const missing = (await backendMissing('zfs')) ?? zfsXattrsMissing();
+      if (missing) return { skip: missing };
+      const pool = await createZfsPool({ sizeMiB: 512 });
+      const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-zfs-'));
+      try {
+        await run('zfs', ['create', '-o', `mountpoint=${mnt}`, `${pool.dataset}/hostile`]);
+      } catch (e) {
+        await pool.cleanup();
+        fs.rmSync(mnt, { recursive: true, force: true });
+        throw e;
+      }
+      return {
+        base: mnt,
+        async teardown() {
+          // Destroying the pool unmounts the dataset; the mountpoint directory is ours.
+          await pool.cleanup();
+          fs.rmSync(mnt, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+];
+
+for (const b of BACKENDS) {
+  // Named like the driver entries, so STRATA_TEST_DRIVERS=overlay,native leaves these targets out as well.
+  const selected = selectedDrivers((e) => e.label === b.label).length > 0;
+  const skip = !isRoot
+    ? 'needs root (loop devices, mounts, owners, devices, trusted.* xattrs)'
+    : selected
+      ? false
+      : `${b.label} is not in STRATA_TEST_DRIVERS=${process.env.STRATA_TEST_DRIVERS ?? ''}`;
+  describe(`hostile corpus, delete whiteouts, on ${b.label}`, { skip }, () => {
+    let backend: Backend = { skip: 'backend setup did not run' };
+    let t0 = 0;
+    before(async () => {
+      t0 = Date.now();
+      backend = await b.setup();
+    }, { timeout: 120_000 });
+    after(async () => {
+      if ('teardown' in backend) await backend.teardown();
+      console.log(`# hostile corpus on ${b.label}: ${((Date.now() - t0) / 1000).toFixed(1)} s with backend setup and teardown`);
+    }, { timeout: 120_000 });
+    for (const c of CASES) {
+      if (c.only && c.only !== 'delete') continue;
+      test(c.name, async (t) => {
+        if ('skip' in backend) {
+          t.skip(backend.skip);
+          return;
         }
+        await runCase(c, 'delete', backend.base);
       });
     }
   });
