@@ -156,6 +156,58 @@ async function zfsStorage(root: string, config: DriverTable): Promise<StorageSca
   return scan;
 }
 
+/**
+ * devmapper keeps no per-id directories: its storage is the rows of `<root>/devmapper/devices.db` (snapshot id →
+ * thin id), the dm devices named `strata-<hash of root>-<id>` (active ones), and the thin ids in the pool. A dm
+ * device of this root that names no id, and a thin id in the pool that no row owns, are leaks. Loaded at run time:
+ * the devmapper modules only matter inside the dm VM lane.
+ */
+async function devmapperStorage(root: string, config: DriverTable): Promise<StorageScan> {
+  const scan = storageDirs(root);
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const Database = require('better-sqlite3') as typeof import('better-sqlite3');
+  const drv = path.resolve(__dirname, '..', '..', 'drivers', 'devmapper');
+  const { namePrefix } = require(path.join(drv, 'driver.js')) as typeof import('../../drivers/devmapper/driver');
+  const { listDmNames, Pool } = require(path.join(drv, 'pool.js')) as typeof import('../../drivers/devmapper/pool');
+  const { scanPool } = require(path.join(drv, 'scan.js')) as typeof import('../../drivers/devmapper/scan');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const rowOfThin = new Map<number, number>();
+  const dbFile = path.join(root, 'devmapper', 'devices.db');
+  if (fs.existsSync(dbFile)) {
+    const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+    try {
+      const rows = db.prepare('SELECT snap_id, thin_id, state FROM devices').all() as Array<{ snap_id: number; thin_id: number; state: string }>;
+      for (const r of rows) {
+        note(scan, r.snap_id, `devices.db row (thin id ${r.thin_id}, ${r.state})`);
+        rowOfThin.set(r.thin_id, r.snap_id);
+      }
+    } finally {
+      db.close();
+    }
+  }
+  const prefix = namePrefix(root);
+  const poolName = typeof config['pool'] === 'string' && config['pool'] ? config['pool'] : `${prefix}pool`;
+  for (const n of await listDmNames()) {
+    if (!n.startsWith(prefix) || n === poolName) continue;
+    const rest = n.slice(prefix.length);
+    if (ID_RE.test(rest)) note(scan, Number(rest), `dm device ${n}`);
+    else scan.strays.push(`dm device ${n}`);
+  }
+  const pool = new Pool(poolName);
+  if (await pool.exists()) {
+    const inPool = await scanPool(pool);
+    for (const thin of inPool) {
+      const id = rowOfThin.get(thin);
+      if (id !== undefined) note(scan, id, `thin id ${thin} in ${poolName}`);
+      // An external pool may hold other users' thin ids; one strata owns holds only strata's.
+      else if (poolName === `${prefix}pool`) scan.strays.push(`thin id ${thin} in ${poolName} (no devices.db row)`);
+    }
+    // After Cleanup every row's device exists: a row left pointing at nothing is metadata a crash corrupted.
+    for (const [thin, id] of rowOfThin) if (!inPool.has(thin)) scan.strays.push(`devices.db row of id ${id}: thin id ${thin} is not in ${poolName}`);
+  }
+  return scan;
+}
+
 // --- test/helpers/backends.ts is written by the btrfs/zfs engineer; it is loaded at run time so these suites run
 // (and skip those entries with the reason) before it exists or when it changes shape.
 interface Cleanup {
@@ -246,6 +298,8 @@ export const DRIVERS: DriverEntry[] = [
     label: 'devmapper',
     driver: 'devmapper',
     snapshotDirs: false,
+    // devices.db rows, this root's dm devices and the pool's thin ids, by snapshot id (see devmapperStorage).
+    storage: devmapperStorage,
     async setup() {
       const why = driverBuilt('devmapper');
       if (why) return { skip: why };
