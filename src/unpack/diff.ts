@@ -35,6 +35,8 @@ interface Meta {
   st: fs.BigIntStats;
   type: WriteType | 'socket';
   xattrs: Map<string, Buffer>;
+  /** The filesystem would not list this entry's xattrs: they cannot be compared, so the entry counts as changed. */
+  xattrsUnknown?: boolean;
 }
 
 function typeOf(st: fs.BigIntStats): WriteType | 'socket' {
@@ -52,10 +54,15 @@ function readMeta(p: string, overlayPrefix: string): Meta {
   const xattrs = new Map<string, Buffer>();
   const n = native();
   let names: string[] = [];
+  let xattrsUnknown = false;
   try {
     names = n.llistxattr(p);
   } catch (e) {
-    if ((e as { code?: string }).code !== 'ENOTSUP') throw e;
+    const code = (e as { code?: string }).code;
+    if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    // No xattr support here (a filesystem without them, or zfs-fuse's read-only datasets, which refuse to list
+    // them). Comparing against this entry then says "changed": a larger diff, never a wrong one.
+    xattrsUnknown = true;
   }
   for (const name of names.sort()) {
     if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) {
@@ -68,7 +75,7 @@ function readMeta(p: string, overlayPrefix: string): Meta {
     const v = n.lgetxattr(p, name);
     if (v) xattrs.set(name, v);
   }
-  return { st, type: typeOf(st), xattrs };
+  return { st, type: typeOf(st), xattrs, xattrsUnknown };
 }
 
 function major(rdev: bigint): number {
@@ -192,6 +199,8 @@ function metaEqual(a: Meta, b: Meta): boolean {
   if (a.type !== 'dir' && x.mtimeNs !== y.mtimeNs) return false;
   if (a.type === 'file' && x.size !== y.size) return false;
   if ((a.type === 'chardev' || a.type === 'blockdev') && x.rdev !== y.rdev) return false;
+  // One side's xattrs could not be read: they may differ. (Both unreadable: a filesystem without xattrs.)
+  if (Boolean(a.xattrsUnknown) !== Boolean(b.xattrsUnknown)) return false;
   if (a.xattrs.size !== b.xattrs.size) return false;
   for (const [k, v] of a.xattrs) {
     const w = b.xattrs.get(k);

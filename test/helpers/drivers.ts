@@ -29,6 +29,11 @@ export interface DriverEntry {
    * Active child where the backend cannot list xattrs on read-only mounts.
    */
   readCommittedVia?: 'view' | 'active';
+  /**
+   * Set when the backend's own space accounting cannot show fresh writes, with what was measured: the Usage
+   * test still runs and prints its result, as TODO for this backend only.
+   */
+  usageAccountingTodo?: string;
   /** Brings the backend up, or returns why it cannot be done here. */
   setup(): Promise<DriverTarget | { skip: string }>;
   /**
@@ -281,6 +286,9 @@ export const DRIVERS: DriverEntry[] = [
     // zfs-fuse fails listxattr on read-only datasets with ENOSYS, after which FUSE refuses listxattr on the
     // whole mount: reading a view's xattrs is impossible there, so content checks read through an active child.
     readCommittedVia: 'active',
+    // Measured on zfs-fuse 0.7 (Debian 12): 2 MiB of random data written and synced shows as 1.3 MiB in both
+    // st_blocks and `used`, steady for 10 s+; 1 MiB written into a clone shows 0. OpenZFS counts these exactly.
+    usageAccountingTodo: 'zfs-fuse under-counts fresh writes (2 MiB shows as 1.3 MiB; a clone\'s 1 MiB as 0)',
     async setup() {
       const why = driverBuilt('zfs');
       if (why) return { skip: why };
