@@ -101,6 +101,8 @@ export TMPDIR=$lanetmp
 export STRATA_CRASH_ITERATIONS=${STRATA_CRASH_ITERATIONS:-6}
 export STRATA_TEST_LAYERS=${STRATA_TEST_LAYERS:-32}
 export STRATA_TEST_VIEWS=${STRATA_TEST_VIEWS:-120}
+# A daemon's start (pool checks, thin_ls, resumes) takes 10-15 s here, and twice that with the host's cores shared.
+export STRATA_TEST_READY_MS=${STRATA_TEST_READY_MS:-120000}
 # The end-to-end is containerd 1.6 on devmapper; 2.x runs on the host lane.
 export STRATA_E2E_CONTAINERD=1.6
 t0=$(date +%s)

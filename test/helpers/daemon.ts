@@ -152,7 +152,9 @@ export class Daemon {
    * socket left by a killed run refuses connections until the new daemon replaces it.
    */
   private async waitServing(child: ChildProcess): Promise<void> {
-    const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 30_000);
+    // STRATA_TEST_READY_MS: the dm VM lane (software emulation, 10-30x slower, the host's cores shared) gives a
+    // devmapper daemon's start (pool checks, thin_ls scan, resumes) longer than 30 s to come up.
+    const deadline = Date.now() + (this.opts.readyTimeoutMs ?? Number(process.env.STRATA_TEST_READY_MS ?? 30_000));
     let last = '';
     while (Date.now() < deadline) {
       if (this.child !== child) throw new Error(`strata exited before serving:\n${this.tail()}`);
