@@ -88,7 +88,15 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   } catch (e) {
     throw new UnpackError('io', `reading the layer: ${(e as Error).message}`, (e as { code?: string }).code);
   }
-  const compression = detectCompression(first);
+  let compression: ReturnType<typeof detectCompression>;
+  try {
+    compression = detectCompression(first);
+  } catch (e) {
+    // Refused before the pipeline owns the stream: close the layer file here, or its fd stays open (on zfs-fuse
+    // an open fd keeps the whole pool busy).
+    await iter.return?.();
+    throw e;
+  }
   const hashInWorker = compression === 'gzip';
 
   const ring = createRing(opts.ringBytes ?? 4 << 20);
