@@ -94,6 +94,9 @@ lane_wanted host && run_lane host node --test --test-concurrency=1 --test-timeou
 # ---- devicemapper VM lane ----------------------------------------------------------------------------------
 # This kernel has no dm-thin: the devicemapper suite runs inside ../shared/dm-vm (one VM for the whole lane).
 if lane_wanted devmapper; then section "devicemapper suite in a VM"; run_lane devmapper bash scripts/dm-lane.sh "$out/dm-lane"; fi
+for lane in host devmapper; do
+  lane_wanted "$lane" || echo "test.sh: the $lane lane is NOT run (STRATA_TEST_LANES=$STRATA_TEST_LANES)"
+done
 # ---- end of the devicemapper VM lane -----------------------------------------------------------------------
 
 section "summary"
