@@ -3,6 +3,7 @@
  * datasets): the engine over a real metadata store and real storage, reopened to check persistence.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,21 +37,23 @@ export async function expectCode(p: Promise<unknown> | (() => unknown), code: Er
 }
 
 /** Writes 1 MiB chunks (fsync'd, so delayed allocation cannot hide the limit) until an error or maxBytes. */
+/**
+ * Writes up to maxBytes into file, 1 MiB at a time with O_SYNC, as a container would: without CAP_SYS_RESOURCE.
+ * ext4 lets that capability exceed project quotas (XFS, btrfs qgroups and ZFS do not), so a root test process
+ * writing directly would prove nothing there. Returns what was written and the error that stopped it.
+ */
 export function fill(file: string, maxBytes: number): { written: number; error?: NodeJS.ErrnoException } {
-  const fd = fs.openSync(file, 'w');
-  const chunk = Buffer.alloc(MiB, 0x5a);
-  let written = 0;
-  try {
-    while (written < maxBytes) {
-      written += fs.writeSync(fd, chunk);
-      fs.fsyncSync(fd);
-    }
-    return { written };
-  } catch (e) {
-    return { written, error: e as NodeJS.ErrnoException };
-  } finally {
-    fs.closeSync(fd);
-  }
+  const r = spawnSync(
+    'setpriv',
+    ['--bounding-set=-sys_resource', '--inh-caps=-sys_resource', '--', 'dd', 'if=/dev/zero', `of=${file}`, 'bs=1M', `count=${Math.ceil(maxBytes / MiB)}`, 'oflag=sync', 'status=none'],
+    { encoding: 'utf8' },
+  );
+  const written = fs.existsSync(file) ? fs.statSync(file).size : 0;
+  if (r.error) throw r.error;
+  if (r.status === 0) return { written };
+  const msg = (r.stderr || '').trim();
+  const code = /quota/i.test(msg) ? 'EDQUOT' : /no space/i.test(msg) ? 'ENOSPC' : /read-only/i.test(msg) ? 'EROFS' : 'EIO';
+  return { written, error: Object.assign(new Error(msg || `dd exited ${r.status}`), { code }) as NodeJS.ErrnoException };
 }
 
 /** EDQUOT or ENOSPC; Node 20's libuv has no name for EDQUOT (122) and reports it as UNKNOWN. */
