@@ -85,6 +85,12 @@ run_lane() { # name, command...
   lane_secs[$name]=$(($(date +%s) - s))
 }
 
+# When this run's VM lane runs its quota group, the host lane need not boot a VM of its own for the same suites
+# (test/native/quota-vm.test.ts skips on this).
+if lane_wanted devmapper && [[ " ${STRATA_DM_GROUPS:-driver hostile quota crash e2e conformance} " == *" quota "* ]]; then
+  export STRATA_DM_LANE_QUOTA=1
+fi
+
 section "tests on the host: ${#files[@]} files"
 lane_wanted host && run_lane host node --test --test-concurrency=1 --test-timeout="${STRATA_TEST_TIMEOUT_MS:-1200000}" \
   --test-reporter=spec --test-reporter-destination=stdout \

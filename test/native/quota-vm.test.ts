@@ -23,6 +23,7 @@ const SUITES = ['dist/test/native/native.test.js', 'dist/test/native/quota.test.
 async function whySkip(): Promise<string | undefined> {
   if (process.env.DM_VM === '1') return 'already inside the dm VM';
   if (process.env.STRATA_TEST_VM === '0') return 'STRATA_TEST_VM=0';
+  if (process.env.STRATA_DM_LANE_QUOTA === '1') return 'the VM lane of this run (scripts/dm-lane.sh, group quota) runs the quota suites';
   if (process.getuid?.() !== 0) return 'needs root';
   const missing = [await projectQuotaMissing('xfs'), await projectQuotaMissing('ext4')].filter(Boolean);
   if (missing.length === 0) return 'the host kernel has project quotas: the suites ran on the host';
