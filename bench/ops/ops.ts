@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AdminApiClient } from '../../src/client/admin';
 import type { SnapshotsApiClient } from '../../src/client/snapshots';
 import { fillTree } from './bare';
+import type { GoClient } from './goclient';
 import { sample, usSince } from './stats';
 
 export interface OpCounts {
@@ -40,15 +41,28 @@ export async function waitReclaimed(admin: AdminApiClient, timeoutMs = 120_000):
   }
 }
 
-export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
-  // 100 snapshots: a committed base and 99 committed layers on it, labelled like containerd's.
+/** 100 snapshots: a committed base and 99 committed layers on it, labelled like containerd's. */
+export async function seed(c: SnapshotsApiClient): Promise<void> {
   await c.prepare('bench/base-a', '', layerLabels(0));
   await c.commit('bench/base', 'bench/base-a', layerLabels(0));
   for (let i = 1; i < 100; i++) {
     await c.prepare(`bench/l${i}-a`, 'bench/base', layerLabels(i));
     await c.commit(`bench/l${i}`, `bench/l${i}-a`, layerLabels(i));
   }
+}
 
+/** Prepares KEY on the base and fills its layer directory with 2000 files, without a mount. */
+async function preparedWith2000Files(c: SnapshotsApiClient, admin: AdminApiClient, key: string): Promise<void> {
+  await c.prepare(key, 'bench/base');
+  // The snapshot's own layer directory (overlay's upperdir, native's tree).
+  const dir = (await admin.info(key, { skipUsage: true })).path;
+  if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
+  fillTree(dir);
+  await waitReclaimed(admin);
+}
+
+/** The operations timed by the Node client (src/client, the one tests use), on the seeded snapshots. */
+export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
   const list100 = await sample(n.list, 50, async () => {
     const t0 = process.hrtime.bigint();
     const infos = await c.list();
@@ -75,12 +89,7 @@ export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n
 
   const remove2000 = await sample(n.remove, 1, async (i) => {
     const key = `bench/rm${i}`;
-    await c.prepare(key, 'bench/base');
-    // The snapshot's own layer directory (overlay's upperdir, native's tree), filled without a mount.
-    const dir = (await admin.info(key, { skipUsage: true })).path;
-    if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
-    fillTree(dir);
-    await waitReclaimed(admin);
+    await preparedWith2000Files(c, admin, key);
     const t0 = process.hrtime.bigint();
     await c.remove(key);
     const us = usSince(t0);
@@ -88,5 +97,25 @@ export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n
     return us;
   });
 
+  return { stat, prepareCommit, list100, remove2000 };
+}
+
+/**
+ * The same operations timed by the grpc-go client (what containerd sees); setup and cleanup go through the Node
+ * client, untimed.
+ */
+export async function measureOpsGo(go: GoClient, c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
+  const list100 = await go.run('list', n.list, 50, 100);
+  const stat = await go.run('stat', 'bench/l50', n.stat, 200);
+  const prepareCommit = await go.run('pc', 'bench/gpc', 'bench/base', n.prepareCommit, 20);
+  for (let i = -20; i < n.prepareCommit; i++) await c.remove(`bench/gpc${i}`);
+  await waitReclaimed(admin);
+  const remove2000: number[] = [];
+  for (let i = 0; i < n.remove; i++) {
+    const key = `bench/grm${i}`;
+    await preparedWith2000Files(c, admin, key);
+    remove2000.push(...(await go.run('rm', key)));
+    await waitReclaimed(admin);
+  }
   return { stat, prepareCommit, list100, remove2000 };
 }

@@ -14,7 +14,8 @@ import { humanMicros, table } from '../../src/cli/format';
 import { Daemon } from '../../test/helpers/daemon';
 import { DRIVERS as TEST_DRIVERS, type DriverEntry } from '../../test/helpers/drivers';
 import { measureBare, type BareResults } from './bare';
-import { measureOps, type OpResults } from './ops';
+import { buildGoClient, GoClient, startNoopServer } from './goclient';
+import { measureOps, measureOpsGo, seed, type OpResults } from './ops';
 import { summarize, type Summary } from './stats';
 
 /**
@@ -39,9 +40,13 @@ const OPS: readonly OpSpec[] = [
   { key: 'remove2000', name: 'Remove (2000 files)', targetUs: 5000, bare: 'rmTree2000', bareName: 'rm -rf of 2000 files' },
 ];
 
+/** Who timed a row: the grpc-go client (what containerd sees) or the Node client tests use. */
+export type ClientKind = 'go' | 'node';
+
 export interface ResultRow {
   op: string;
   driver: string;
+  client: ClientKind;
   targetP50Us: number;
   met: boolean;
   strata: Summary;
@@ -53,6 +58,8 @@ interface DriverOutcome {
   driver: string;
   skipped?: string;
   rows: ResultRow[];
+  /** A do-nothing grpc-go call (Go client → Go server in its own process), measured beside this driver's rows. */
+  noopGo?: Summary;
 }
 
 const COUNTS = {
@@ -60,7 +67,7 @@ const COUNTS = {
   quick: { stat: 500, prepareCommit: 50, list: 100, remove: 3 },
 };
 
-async function benchDriver(entry: DriverEntry, quick: boolean, log: (s: string) => void): Promise<DriverOutcome> {
+async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | undefined, log: (s: string) => void): Promise<DriverOutcome> {
   const target = await entry.setup();
   if ('skip' in target) return { driver: entry.label, skipped: target.skip, rows: [] };
   let daemon: Daemon | undefined;
@@ -68,9 +75,19 @@ async function benchDriver(entry: DriverEntry, quick: boolean, log: (s: string) 
     daemon = await Daemon.start({ driver: entry.driver, root: target.root, driverConfig: target.config, logLevel: 'warn' });
     const admin = new AdminApiClient(daemon.address);
     const n = quick ? COUNTS.quick : COUNTS.full;
+    const noopSocket = path.join(path.dirname(daemon.address), 'noop.sock');
+    const noop = goBin ? await startNoopServer(goBin, noopSocket) : undefined;
+    const go = goBin ? GoClient.start(goBin, daemon.address, noopSocket) : undefined;
     try {
-      log(`${entry.label}: snapshot operations over ${daemon.address}`);
-      const ops = await measureOps(daemon.client, admin, n);
+      await seed(daemon.client);
+      log(`${entry.label}: snapshot operations over ${daemon.address} (Node client)`);
+      const ops: Partial<Record<ClientKind, OpResults>> = { node: await measureOps(daemon.client, admin, n) };
+      let noopGo: Summary | undefined;
+      if (go) {
+        log(`${entry.label}: snapshot operations over ${daemon.address} (Go client)`);
+        ops.go = await measureOpsGo(go, daemon.client, admin, n);
+        noopGo = summarize(await go.run('noop', n.stat, 200));
+      }
       log(`${entry.label}: bare filesystem operations`);
       // Beside the daemon's root: the same filesystem, outside the driver's directories.
       const bare = await measureBare(path.join(path.dirname(daemon.root), `bare-${process.pid}`), {
@@ -80,12 +97,19 @@ async function benchDriver(entry: DriverEntry, quick: boolean, log: (s: string) 
         // rm -rf of 2000 files takes seconds on a busy ext4; a few samples show the order of magnitude.
         rmTree: Math.min(n.remove, 5),
       });
-      const rows = OPS.map((o): ResultRow => {
-        const strata = summarize(ops[o.key]);
-        return { op: o.name, driver: entry.label, targetP50Us: o.targetUs, met: strata.p50 <= o.targetUs, strata, bareOp: o.bareName, bare: summarize(bare[o.bare]) };
-      });
-      return { driver: entry.label, rows };
+      const rows: ResultRow[] = [];
+      for (const o of OPS) {
+        for (const client of ['go', 'node'] as const) {
+          const samples = ops[client]?.[o.key];
+          if (!samples) continue;
+          const strata = summarize(samples);
+          rows.push({ op: o.name, driver: entry.label, client, targetP50Us: o.targetUs, met: strata.p50 <= o.targetUs, strata, bareOp: o.bareName, bare: summarize(bare[o.bare]) });
+        }
+      }
+      return { driver: entry.label, rows, noopGo };
     } finally {
+      go?.close();
+      noop?.stop();
       admin.close();
     }
   } catch (e) {
@@ -104,6 +128,7 @@ export function render(outcomes: readonly DriverOutcome[]): string {
       rows.push([
         r.op,
         r.driver,
+        r.client,
         humanMicros(r.strata.p50),
         humanMicros(r.strata.p99),
         `≤ ${humanMicros(r.targetP50Us)}`,
@@ -115,8 +140,10 @@ export function render(outcomes: readonly DriverOutcome[]): string {
       ]);
     }
   }
-  let out = table(['OPERATION', 'DRIVER', 'P50', 'P99', 'TARGET (P50)', 'MET', 'BARE FS OPERATION', 'BARE P50', 'BARE P99', 'STRATA/BARE'], rows);
+  let out = table(['OPERATION', 'DRIVER', 'CLIENT', 'P50', 'P99', 'TARGET (P50)', 'MET', 'BARE FS OPERATION', 'BARE P50', 'BARE P99', 'STRATA/BARE'], rows);
   for (const o of outcomes) if (o.skipped) out += `${o.driver}: skipped (${o.skipped})\n`;
+  const floors = outcomes.filter((o) => o.noopGo).map((o) => [`do-nothing grpc-go call (beside ${o.driver})`, humanMicros(o.noopGo!.p50), humanMicros(o.noopGo!.p99)]);
+  if (floors.length) out += `\n${table(['FLOOR OF ONE CALL (Go client → Go server, own processes)', 'P50', 'P99'], floors)}`;
   return out;
 }
 
@@ -140,8 +167,15 @@ async function main(): Promise<number> {
     return e;
   });
   const log = (s: string): void => void process.stderr.write(`# ${s}\n`);
+  const built = buildGoClient();
+  if ('missing' in built) log(`Go client rows skipped: ${built.missing} (scripts/bench.sh installs both)`);
+  const goBin = 'bin' in built ? built.bin : undefined;
   const outcomes: DriverOutcome[] = [];
-  for (const e of entries) outcomes.push(await benchDriver(e, values.quick ?? false, log));
+  try {
+    for (const e of entries) outcomes.push(await benchDriver(e, values.quick ?? false, goBin, log));
+  } finally {
+    if (goBin) fs.rmSync(goBin, { force: true });
+  }
 
   process.stdout.write(render(outcomes));
   if (values.json) {
@@ -152,6 +186,7 @@ async function main(): Promise<number> {
       quick: values.quick ?? false,
       unit: 'microseconds',
       results: outcomes.flatMap((o) => o.rows),
+      floors: outcomes.filter((o) => o.noopGo).map((o) => ({ driver: o.driver, doNothingGrpcGoCall: o.noopGo })),
       skipped: outcomes.filter((o) => o.skipped).map((o) => ({ driver: o.driver, reason: o.skipped })),
     };
     fs.writeFileSync(values.json, JSON.stringify(doc, null, 2) + '\n');

@@ -30,8 +30,19 @@ export interface SnapshotterOptions {
   defaultSizeLimit?: number;
 }
 
+/**
+ * One frozen Info per metadata row. Rows are immutable and replaced on every change, so the same Info object
+ * stands for the same state: the server caches its encoding on that identity (server/info-codec.ts).
+ */
+const infoOfRow = new WeakMap<SnapshotRow, Info>();
+
 function toInfo(row: SnapshotRow): Info {
-  return { name: row.key, parent: row.parentKey, kind: row.kind, created: row.created, updated: row.updated, labels: row.labels };
+  let info = infoOfRow.get(row);
+  if (!info) {
+    info = Object.freeze({ name: row.key, parent: row.parentKey, kind: row.kind, created: row.created, updated: row.updated, labels: row.labels });
+    infoOfRow.set(row, info);
+  }
+  return info;
 }
 
 export class Snapshotter implements SnapshotterApi {

@@ -1,31 +1,30 @@
 /** containerd.services.snapshots.v1.Snapshots over the Snapshotter core. */
 import type * as grpc from '@grpc/grpc-js';
 import {
-  Kind as PbKind,
   SnapshotsService,
-  type Info as PbInfo,
+  type ListSnapshotsResponse,
   type SnapshotsServer,
+  type StatSnapshotResponse,
+  type UpdateSnapshotResponse,
 } from '../gen/containerd/services/snapshots/v1/snapshots';
 import type { Mount as PbMount } from '../gen/containerd/types/mount';
-import type { Info, Kind, Mount } from '../core/types';
+import type { Mount } from '../core/types';
 import type { DaemonContext } from '../daemon/context';
+import { encodeInfoField, infoToPb } from './info-codec';
 import { toGrpcError, unary, callErrorLogger } from './status';
 
-const KIND_TO_PB: Record<Kind, PbKind> = { view: PbKind.VIEW, active: PbKind.ACTIVE, committed: PbKind.COMMITTED };
+export { infoToPb } from './info-codec';
 
 /** Infos per List message: well below the 16 MiB message limit even with 4 KiB labels. */
 const LIST_BATCH = 100;
 
-export function infoToPb(info: Info): PbInfo {
-  return {
-    name: info.name,
-    parent: info.parent,
-    kind: KIND_TO_PB[info.kind],
-    createdAt: info.created,
-    updatedAt: info.updated,
-    labels: info.labels,
-  };
-}
+/** The generated service definition with the Info-bearing responses encoded from cached bytes (info-codec.ts). */
+const SnapshotsServiceCached: typeof SnapshotsService = {
+  ...SnapshotsService,
+  stat: { ...SnapshotsService.stat, responseSerialize: (v: StatSnapshotResponse) => encodeInfoField(v.info ? [v.info] : []) },
+  update: { ...SnapshotsService.update, responseSerialize: (v: UpdateSnapshotResponse) => encodeInfoField(v.info ? [v.info] : []) },
+  list: { ...SnapshotsService.list, responseSerialize: (v: ListSnapshotsResponse) => encodeInfoField(v.info) },
+};
 
 function mountsToPb(mounts: Mount[]): PbMount[] {
   return mounts.map((m) => ({ type: m.type, source: m.source, target: '', options: m.options }));
@@ -97,5 +96,5 @@ export function register(server: grpc.Server, ctx: DaemonContext): void {
       onError,
     ),
   };
-  server.addService(SnapshotsService, impl);
+  server.addService(SnapshotsServiceCached, impl);
 }
