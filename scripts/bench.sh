@@ -9,6 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (the benchmarks mount filesystems)" >&2; exit 1; }
 bash scripts/install-deps.sh
+# bench/ops times the operations with a grpc-go client too (containerd's side of the socket), built from Debian's
+# Go toolchain and grpc-go sources: benchmark-only packages, so installed here rather than by install-deps.sh.
+if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/google.golang.org/grpc ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go golang-google-grpc-dev >/dev/null
+fi
 [ -f dist/src/cli/strata.js ] || npm run build
 which="${BENCH:-all}"
 if [ "$which" = all ] || [ "$which" = ops ]; then
