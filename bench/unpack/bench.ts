@@ -1,269 +1,198 @@
 /**
  * The unpack benchmark: a realistic three-layer image made locally from this machine's files (a base of
  * man pages, headers, Python and Perl libraries, zoneinfo; an app layer of /usr/sbin; an app layer of this
- * project's node_modules), gzip and zstd variants. In one run, side by side, medians of several cold runs
- * (fresh target directory each time, every layer synced before the clock stops):
- *   strata `snapctl apply` (one process per layer, like tar), strata's daemon path (Layers.Unpack on the
- *   overlay driver), GNU tar -xzf / --zstd -xf (+ sync -f), containerd 1.6 `ctr image import` (overlayfs
- *   snapshotter; its content ingest measured separately with --no-unpack).
- * Prints times, MB/s, entries/s, peak RSS and the ratios. Run: `node dist/bench/unpack/bench.js`
- * (STRATA_BENCH_RUNS, STRATA_BENCH_DIR, STRATA_BENCH_SKIP=containerd,daemon to trim).
+ * project's node_modules; ~690 MB, 46k entries), gzip and zstd variants, built once under the work dir.
+ *
+ * For each filesystem (`--fs` / STRATA_BENCH_FS, default host,btrfs,zfs; see fs.ts): the host's (ext4 here), a
+ * loopback btrfs, a zfs-fuse pool, each set up for its pass and torn down after it, also on failure. On each,
+ * side by side, medians of several cold runs (fresh target each time, every layer synced before the clock stops):
+ *   strata `snapctl apply` (one process per layer, like tar) into a directory on it;
+ *   strata's daemon path (Layers.Unpack) with that filesystem's drivers, a fresh daemon per driver and
+ *     compression so its VmHWM is that driver's peak: host overlay, native; btrfs btrfs, overlay; zfs zfs;
+ *   GNU tar -xzf / --zstd -xf (+ sync -f) into a directory on it;
+ *   containerd 1.6 `ctr image import` (overlayfs snapshotter, its root on that filesystem; content ingest
+ *     measured separately with --no-unpack); skipped with the kernel's reason where overlayfs refuses the
+ *     filesystem as upper dir (zfs-fuse);
+ *   on the host only, `snapctl import` of the whole OCI archive through a fresh overlay daemon.
+ * Prints times, MB/s, entries/s, peak RSS, the ratios against issue 3's targets, and where the daemon's time
+ * goes per driver. Run: `node dist/bench/unpack/bench.js [--fs host,btrfs,zfs]` as root.
+ * STRATA_BENCH_RUNS (3), STRATA_BENCH_DIR (/var/tmp/strata-bench-unpack), STRATA_BENCH_SKIP (comma list of
+ * containerd, daemon, import, or a driver name), STRATA_BENCH_SMALL=1 (~27 MB of small trees: a smoke test).
  */
-import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LayersApiClient } from '../../src/client/layers';
-import { Containerd, findContainerd } from '../../test/helpers/containerd';
-import { Daemon } from '../../test/helpers/daemon';
+import { parseArgs } from 'node:util';
+import { cleanupStale } from '../../test/helpers/backends';
+import { Containerd, findContainerd, type Binaries } from '../../test/helpers/containerd';
+import { FS_KINDS, fsMissing, setupFs, type BenchFs, type FsKind } from './fs';
+import { buildLayers, COMPS, imageName, writeOciArchive, type Comp, type Layer } from './layers';
+import { render, type Row, type Section } from './report';
+import { applyRun, DaemonSeries, importRun, tarRun } from './runners';
 
 const RUNS = Number(process.env.STRATA_BENCH_RUNS ?? 3);
 const WORK = process.env.STRATA_BENCH_DIR ?? '/var/tmp/strata-bench-unpack';
 const SKIP = new Set((process.env.STRATA_BENCH_SKIP ?? '').split(',').filter(Boolean));
-const SNAPCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'snapctl.js');
+const SMALL = process.env.STRATA_BENCH_SMALL === '1';
 
-const LAYER_SOURCES: string[][] = [
-  ['usr/share/man', 'usr/share/zoneinfo', 'usr/share/i18n', 'usr/share/perl', 'usr/share/perl5', 'usr/include', 'usr/lib/python3', 'usr/lib/python3.11'],
-  ['usr/sbin'],
-  [path.relative('/', path.resolve(__dirname, '..', '..', '..', 'node_modules'))],
-];
+const log = (s: string): void => void process.stderr.write(`# ${s}\n`);
 
-type Comp = 'gzip' | 'zstd';
-const EXT: Record<Comp, string> = { gzip: '.gz', zstd: '.zst' };
-
-interface Layer {
-  tar: string;
-  bytes: number;
-  entries: number;
-}
-
-function sh(file: string, args: string[]): string {
-  return execFileSync(file, args, { encoding: 'utf8', maxBuffer: 256 << 20 });
-}
-
-function buildLayers(): Layer[] {
-  const dir = path.join(WORK, 'layers');
-  fs.mkdirSync(dir, { recursive: true });
-  return LAYER_SOURCES.map((srcs, i) => {
-    const tar = path.join(dir, `l${i}.tar`);
-    const existing = srcs.filter((s) => fs.existsSync(path.join('/', s)));
-    if (!fs.existsSync(`${tar}.zst`)) {
-      process.stderr.write(`building layer ${i} from ${existing.join(' ')}\n`);
-      sh('tar', ['--xattrs', '-cf', tar, '-C', '/', ...existing]);
-      sh('gzip', ['-k', '-6', '-f', tar]);
-      sh('zstd', ['-q', '-3', '-f', '-k', tar]);
-    }
-    const entries = sh('tar', ['-tf', tar]).split('\n').filter(Boolean).length;
-    return { tar, bytes: fs.statSync(tar).size, entries };
+/**
+ * Ctrl-C / SIGTERM stop the run at the next step and let the finally blocks tear the filesystems down (a second
+ * signal exits at once; test/helpers' cleanupStale() at the next start removes what that leaves).
+ */
+let stopSignal: NodeJS.Signals | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopSignal) process.exit(130);
+    stopSignal = sig;
+    log(`${sig}: stopping after the current step, then tearing down (again to exit at once)`);
   });
 }
 
-/** Runs a command under GNU time; resolves wall ms and peak RSS (KiB). */
-function timed(file: string, args: string[]): Promise<{ ms: number; rssKb: number }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const p = spawn('/usr/bin/time', ['-f', '%M', file, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    p.on('exit', (code) => {
-      const ms = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`${file} ${args.join(' ')} failed (${code}): ${err}`));
-      const lines = err.trim().split('\n');
-      resolve({ ms, rssKb: Number(lines[lines.length - 1]) });
-    });
-  });
+function checkStop(): void {
+  if (stopSignal) throw new Error(`interrupted by ${stopSignal}`);
 }
 
-function freshDir(name: string): string {
-  const d = path.join(WORK, 'targets', name);
-  fs.rmSync(d, { recursive: true, force: true });
-  fs.mkdirSync(d, { recursive: true, mode: 0o755 });
-  return d;
+function fsList(): FsKind[] {
+  const { values } = parseArgs({ options: { fs: { type: 'string' } } });
+  const list = (values.fs ?? process.env.STRATA_BENCH_FS ?? FS_KINDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const k of list) if (!FS_KINDS.includes(k as FsKind)) throw new Error(`unknown filesystem "${k}" (known: ${FS_KINDS.join(', ')})`);
+  return list as FsKind[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+interface Inputs {
+  layers: Layer[];
+  /** OCI archives on the host fs, by compression (for containerd and snapctl import). */
+  archives: Record<Comp, string>;
+  bins: Binaries | string;
 }
 
-interface Row {
-  tool: string;
-  comp: Comp;
-  ms: number[];
-  rssKb: number;
-}
-
-function writeOciArchive(layers: Layer[], comp: Comp, out: string): void {
-  const dir = path.join(WORK, `oci-${comp}`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  const blobs = path.join(dir, 'blobs', 'sha256');
-  fs.mkdirSync(blobs, { recursive: true });
-  const put = (file: string): { digest: string; size: number } => {
-    const hex = sh('sha256sum', [file]).split(' ')[0]!;
-    fs.copyFileSync(file, path.join(blobs, hex));
-    return { digest: `sha256:${hex}`, size: fs.statSync(file).size };
-  };
-  const putBuf = (b: Buffer): { digest: string; size: number } => {
-    const f = path.join(dir, 'tmp');
-    fs.writeFileSync(f, b);
-    const r = put(f);
-    fs.rmSync(f);
-    return r;
-  };
-  const diffIds = layers.map((l) => `sha256:${sh('sha256sum', [l.tar]).split(' ')[0]}`);
-  const config = putBuf(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } })));
-  const mt = comp === 'gzip' ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar+zstd';
-  const manifest = putBuf(
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers: layers.map((l) => ({ mediaType: mt, ...put(l.tar + EXT[comp]) })),
-      }),
-    ),
-  );
-  fs.writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  fs.writeFileSync(
-    path.join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'io.containerd.image.name': `docker.io/strata/bench:${comp}` } }] }),
-  );
-  sh('tar', ['-cf', out, '-C', dir, '.']);
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
-async function main(): Promise<void> {
-  fs.mkdirSync(WORK, { recursive: true });
-  const layers = buildLayers();
-  const totalBytes = layers.reduce((a, l) => a + l.bytes, 0);
-  const totalEntries = layers.reduce((a, l) => a + l.entries, 0);
-  process.stdout.write(`layers: ${layers.length}, ${(totalBytes / 1e6).toFixed(0)} MB uncompressed, ${totalEntries} entries; target fs: ${sh('stat', ['-f', '-c', '%T', WORK]).trim()}; ${RUNS} runs each\n`);
-
-  const rows: Row[] = [];
-  let daemon: Daemon | undefined;
-  let client: LayersApiClient | undefined;
+/** Every row of one filesystem; containerd and the daemons are stopped before it returns or throws. */
+async function benchFs(bfs: BenchFs, inp: Inputs, section: Section): Promise<void> {
   let ctrd: Containerd | undefined;
+  const ctrTool = 'containerd 1.6 ctr import (overlayfs)';
   try {
-    if (!SKIP.has('daemon')) {
-      const root = path.join(WORK, 'strata-root');
-      fs.rmSync(root, { recursive: true, force: true });
-      daemon = await Daemon.start({ driver: 'overlay', root, logLevel: 'warn' });
-      client = new LayersApiClient(daemon.address);
-    }
-    const bins = findContainerd('1.6');
-    if (!SKIP.has('containerd') && typeof bins !== 'string') {
-      const cdir = path.join(WORK, 'containerd');
-      fs.rmSync(cdir, { recursive: true, force: true });
-      fs.mkdirSync(cdir, { recursive: true });
-      ctrd = await Containerd.start({ bins, dir: cdir, strataAddress: path.join(cdir, 'none.sock') });
-    }
+    if (SKIP.has('containerd')) section.skipped.push(`${ctrTool}: STRATA_BENCH_SKIP`);
+    else if (typeof inp.bins === 'string') section.skipped.push(`${ctrTool}: ${inp.bins}`);
+    else if ('skip' in bfs.containerd) section.skipped.push(`${ctrTool}: ${bfs.containerd.skip}`);
+    else ctrd = await Containerd.start({ bins: inp.bins, dir: bfs.containerd.dir, strataAddress: path.join(bfs.containerd.dir, 'none.sock') });
 
-    for (const comp of ['gzip', 'zstd'] as Comp[]) {
-      const archive = path.join(WORK, `image-${comp}.tar`);
-      if (ctrd) writeOciArchive(layers, comp, archive);
-      const r = { strata: [] as number[], tar: [] as number[], daemon: [] as number[], ctr: [] as number[], ingest: [] as number[] };
-      const rss = { strata: 0, tar: 0 };
-      for (let run = 0; run < RUNS; run++) {
-        // strata apply: one process per layer, each layer synced (syncfs) before it returns.
-        let d = freshDir('strata');
-        let t = 0;
-        for (const l of layers) {
-          const x = await timed(process.execPath, [SNAPCTL, 'apply', l.tar + EXT[comp], d]);
-          t += x.ms;
-          rss.strata = Math.max(rss.strata, x.rssKb);
+    for (const comp of COMPS) {
+      const daemons: DaemonSeries[] = [];
+      let imp: DaemonSeries | undefined;
+      try {
+        for (const d of bfs.drivers) {
+          if (!SKIP.has('daemon') && !SKIP.has(d)) daemons.push(await DaemonSeries.start(bfs.daemon(d, comp)));
         }
-        r.strata.push(t);
-        fs.rmSync(d, { recursive: true, force: true });
-
-        // GNU tar, then sync -f so both sides pay for durability.
-        d = freshDir('tar');
-        t = 0;
-        for (const l of layers) {
-          const x = await timed('tar', [comp === 'gzip' ? '-xzf' : '--zstd', ...(comp === 'zstd' ? ['-xf'] : []), l.tar + EXT[comp], '-C', d]);
-          const t1 = performance.now();
-          sh('sync', ['-f', d]);
-          t += x.ms + (performance.now() - t1);
-          rss.tar = Math.max(rss.tar, x.rssKb);
-        }
-        r.tar.push(t);
-        fs.rmSync(d, { recursive: true, force: true });
-
-        if (client) {
-          let parent = '';
-          const names: string[] = [];
-          const t0 = performance.now();
-          for (const [i, l] of layers.entries()) {
-            const name = `bench-${comp}-${run}-${i}`;
-            await client.unpack({ name, parent, layerPath: l.tar + EXT[comp] });
-            names.push(name);
-            parent = name;
+        if (bfs.kind === 'host' && !SKIP.has('import')) imp = await DaemonSeries.start(bfs.daemon('overlay', `import-${comp}`));
+        const r = { apply: [] as number[], tar: [] as number[], ctr: [] as number[], ingest: [] as number[], imp: [] as number[] };
+        const rss = { apply: 0, tar: 0, impClient: 0 };
+        for (let run = 0; run < RUNS; run++) {
+          checkStop();
+          const a = await applyRun(inp.layers, comp, bfs.targets);
+          r.apply.push(a.ms);
+          rss.apply = Math.max(rss.apply, a.rssKb);
+          const t = await tarRun(inp.layers, comp, bfs.targets);
+          r.tar.push(t.ms);
+          rss.tar = Math.max(rss.tar, t.rssKb);
+          for (const d of daemons) {
+            checkStop();
+            await d.unpackRun(inp.layers, comp, run, run === RUNS - 1);
           }
-          r.daemon.push(performance.now() - t0);
-          for (const n of names.reverse()) await daemon!.client.remove(n);
+          checkStop();
+          if (ctrd) {
+            const ns = `bench-${comp}-${run}`;
+            const archive = inp.archives[comp];
+            const t0 = performance.now();
+            await ctrd.ctrOk(['image', 'import', '--snapshotter', 'overlayfs', archive], { namespace: ns, timeoutMs: 900_000 });
+            r.ctr.push(performance.now() - t0);
+            const t1 = performance.now();
+            await ctrd.ctrOk(['image', 'import', '--no-unpack', archive], { namespace: `${ns}-ingest`, timeoutMs: 900_000 });
+            r.ingest.push(performance.now() - t1);
+            await ctrd.ctr(['image', 'rm', '--sync', imageName(comp)], { namespace: ns, timeoutMs: 300_000 });
+            await ctrd.ctr(['image', 'rm', '--sync', imageName(comp)], { namespace: `${ns}-ingest` });
+          }
+          if (imp) {
+            const x = await importRun(imp, inp.layers, inp.archives[comp]);
+            r.imp.push(x.ms);
+            rss.impClient = Math.max(rss.impClient, x.rssKb);
+          }
+          log(`${bfs.kind} ${comp} run ${run + 1}/${RUNS} done`);
         }
-
-        if (ctrd) {
-          const ns = `bench-${comp}-${run}`;
-          const t0 = performance.now();
-          await ctrd.ctrOk(['image', 'import', '--snapshotter', 'overlayfs', archive], { namespace: ns, timeoutMs: 900_000 });
-          r.ctr.push(performance.now() - t0);
-          const t1 = performance.now();
-          await ctrd.ctrOk(['image', 'import', '--no-unpack', archive], { namespace: `${ns}-ingest`, timeoutMs: 900_000 });
-          r.ingest.push(performance.now() - t1);
-          await ctrd.ctr(['image', 'rm', '--sync', `docker.io/strata/bench:${comp}`], { namespace: ns, timeoutMs: 300_000 });
-          await ctrd.ctr(['image', 'rm', '--sync', `docker.io/strata/bench:${comp}`], { namespace: `${ns}-ingest` });
+        const rows: Row[] = [{ kind: 'apply', tool: 'strata snapctl apply', comp, ms: r.apply, rssKb: rss.apply }];
+        for (const d of daemons) {
+          const ms = d.runs.map((u) => u.wallMs);
+          rows.push({ kind: 'daemon', tool: `strata daemon Unpack (${d.driver})`, comp, ms, rssKb: d.hwm(), driver: d.driver, unpacks: d.runs, snapshotOpsMs: d.snapshotOpsMs });
         }
-        process.stderr.write(`${comp} run ${run + 1}/${RUNS} done\n`);
-      }
-      rows.push({ tool: 'strata snapctl apply', comp, ms: r.strata, rssKb: rss.strata });
-      if (r.daemon.length) rows.push({ tool: 'strata daemon Unpack (overlay)', comp, ms: r.daemon, rssKb: daemonRss(daemon) });
-      rows.push({ tool: comp === 'gzip' ? 'GNU tar -xzf' : 'GNU tar --zstd -xf', comp, ms: r.tar, rssKb: rss.tar });
-      if (r.ctr.length) {
-        rows.push({ tool: 'containerd 1.6 ctr import (overlayfs)', comp, ms: r.ctr, rssKb: 0 });
-        rows.push({ tool: '  of which content ingest (--no-unpack)', comp, ms: r.ingest, rssKb: 0 });
+        if (imp) rows.push({ kind: 'import', tool: 'strata snapctl import (whole image)', comp, ms: r.imp, rssKb: imp.hwm(), clientRssKb: rss.impClient });
+        rows.push({ kind: 'tar', tool: comp === 'gzip' ? 'GNU tar -xzf' : 'GNU tar --zstd -xf', comp, ms: r.tar, rssKb: rss.tar });
+        if (r.ctr.length) {
+          rows.push({ kind: 'ctr', tool: ctrTool, comp, ms: r.ctr, rssKb: 0 });
+          rows.push({ kind: 'ingest', tool: '  of which content ingest (--no-unpack)', comp, ms: r.ingest, rssKb: 0 });
+        }
+        section.rows.push(...rows);
+      } finally {
+        for (const d of [...daemons, ...(imp ? [imp] : [])]) await d.dispose().catch((e: unknown) => log(`daemon teardown: ${String(e)}`));
       }
     }
   } finally {
-    client?.close();
-    await daemon?.dispose();
     await ctrd?.destroy();
-    fs.rmSync(path.join(WORK, 'targets'), { recursive: true, force: true });
-  }
-
-  const out: string[] = [];
-  out.push(`${'tool'.padEnd(40)} ${'comp'.padEnd(5)} ${'median s'.padStart(9)} ${'MB/s'.padStart(7)} ${'entries/s'.padStart(10)} ${'peak RSS'.padStart(9)}  runs (s)`);
-  for (const row of rows) {
-    const m = median(row.ms);
-    out.push(
-      `${row.tool.padEnd(40)} ${row.comp.padEnd(5)} ${(m / 1000).toFixed(2).padStart(9)} ${(totalBytes / 1e6 / (m / 1000)).toFixed(0).padStart(7)} ${(totalEntries / (m / 1000)).toFixed(0).padStart(10)} ${(row.rssKb ? `${(row.rssKb / 1024).toFixed(0)} MB` : '-').padStart(9)}  ${row.ms.map((x) => (x / 1000).toFixed(2)).join(' ')}`,
-    );
-  }
-  out.push('');
-  for (const comp of ['gzip', 'zstd'] as Comp[]) {
-    const get = (prefix: string): number | undefined => {
-      const row = rows.find((x) => x.comp === comp && x.tool.startsWith(prefix));
-      return row ? median(row.ms) : undefined;
-    };
-    const strata = get('strata snapctl')!;
-    const dmn = get('strata daemon');
-    const tar = get('GNU tar')!;
-    const ctr = get('containerd');
-    const target = comp === 'gzip' ? 0.75 : 0.95;
-    out.push(`${comp}: strata/tar ${(strata / tar).toFixed(2)} (target ≤ ${target})` + (dmn ? `, daemon/tar ${(dmn / tar).toFixed(2)}` : '') + (ctr ? `, strata/containerd ${(strata / ctr).toFixed(2)}` + (dmn ? `, daemon/containerd ${(dmn / ctr).toFixed(2)}` : '') + ' (target ≤ 0.6)' : ''));
-  }
-  process.stdout.write(out.join('\n') + '\n');
-}
-
-function daemonRss(d: Daemon | undefined): number {
-  if (!d?.pid) return 0;
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${d.pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exitCode = 1;
-});
+async function main(): Promise<number> {
+  const kinds = fsList();
+  if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark mounts filesystems');
+  for (const r of await cleanupStale()) log(`removed a leftover of a killed run: ${r}`);
+  fs.mkdirSync(WORK, { recursive: true });
+  const layers = buildLayers(WORK, SMALL);
+  const totals = { bytes: layers.reduce((a, l) => a + l.bytes, 0), entries: layers.reduce((a, l) => a + l.entries, 0) };
+  const archives = { gzip: path.join(WORK, 'image-gzip.tar'), zstd: path.join(WORK, 'image-zstd.tar') };
+  const bins = findContainerd('1.6');
+  if ((typeof bins !== 'string' && !SKIP.has('containerd')) || (kinds.includes('host') && !SKIP.has('import'))) {
+    for (const comp of COMPS) writeOciArchive(WORK, layers, comp, archives[comp]);
+  }
+  process.stdout.write(
+    `layers: ${layers.length}${SMALL ? ' (STRATA_BENCH_SMALL)' : ''}, ${(totals.bytes / 1e6).toFixed(0)} MB uncompressed, ${totals.entries} entries; ` +
+      `filesystems: ${kinds.join(', ')}; ${RUNS} run(s) each${typeof bins === 'string' ? '' : `; ${bins.version}`}\n`,
+  );
+
+  const sections: Section[] = [];
+  let failed = false;
+  for (const kind of kinds) {
+    if (stopSignal) break;
+    const section: Section = { title: kind, rows: [], skipped: [] };
+    sections.push(section);
+    const missing = await fsMissing(kind);
+    if (missing) {
+      section.skipped.push(`the whole filesystem: ${missing}`);
+      continue;
+    }
+    let bfs: BenchFs | undefined;
+    try {
+      bfs = await setupFs(kind, WORK);
+      section.title = `${kind} (${bfs.type}), targets in ${bfs.targets}`;
+      log(`${kind}: set up on ${bfs.type}`);
+      await benchFs(bfs, { layers, archives, bins }, section);
+    } catch (e) {
+      failed = true;
+      section.skipped.push(`FAILED: ${e instanceof Error ? e.message : String(e)}`);
+      log(`${kind}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    } finally {
+      await bfs?.teardown().catch((e: unknown) => {
+        failed = true;
+        section.skipped.push(`teardown FAILED: ${String(e)}`);
+      });
+    }
+  }
+  process.stdout.write(render(sections, totals));
+  return failed || stopSignal ? 1 : 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);
