@@ -2,7 +2,6 @@
  * `strata serve`: open the root, pick and start the driver, recover what a crash left, serve the socket, and on
  * SIGTERM/SIGINT stop taking calls, let in-flight calls finish, and exit 0.
  */
-import * as grpc from '@grpc/grpc-js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Driver, DriverName, DriverOptions } from '../../drivers/driver';
@@ -12,6 +11,7 @@ import { createLogger, type Logger } from '../core/log';
 import { Reclaimer } from '../core/reclaimer';
 import { Snapshotter } from '../core/snapshotter';
 import { MetadataStore } from '../metadata/store';
+import { GrpcServer } from '../server/h2/server';
 import { serviceModules } from '../server/services';
 import type { Config } from './config';
 import type { Closable, DaemonContext } from './context';
@@ -72,17 +72,11 @@ export async function startDaemon(cfg: Config, log: Logger = createLogger(cfg.lo
     const snapshotter = new Snapshotter({ store, driver, reclaimer, log: log.child({ component: 'snapshotter' }) });
     const ctx: DaemonContext = { config: cfg, store, driver, snapshotter, log };
 
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': 16 << 20,
-      'grpc.max_send_message_length': 16 << 20,
-      // channelz bookkeeping costs CPU on every call and nothing reads it.
-      'grpc.enable_channelz': 0,
-    });
+    // strata's own gRPC server, not grpc-js's: see src/server/h2/server.ts for why (per-call latency).
+    const server = new GrpcServer({ maxReceiveMessageLength: 16 << 20, maxSendMessageLength: 16 << 20 });
     for (const m of serviceModules()) m.register(server, ctx);
     await prepareSocketPath(cfg.address, 'socket');
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${cfg.address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
+    await server.listen(cfg.address);
     fs.chmodSync(cfg.address, 0o660);
     for (const ext of extensions()) closables.push(await ext(ctx));
     reclaimer.kick(); // finish reclaims a previous run queued

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { SnapshotRef } from '../../drivers/driver';
 import type { DaemonContext } from '../daemon/context';
+import type { ServiceRegistry } from './services';
 import { AdminService, type AdminServer, type InfoResponse, type StatusResponse } from '../gen/strata/v1/admin';
 import { unary, callErrorLogger } from './status';
 
@@ -40,7 +41,7 @@ function layerPath(ctx: DaemonContext, ref: SnapshotRef): string {
   return fs.existsSync(p) ? p : '';
 }
 
-export function register(server: grpc.Server, ctx: DaemonContext): void {
+export function register(server: ServiceRegistry, ctx: DaemonContext): void {
   const log = ctx.log.child({ service: 'admin' });
   const startedAt = new Date();
   const version = readVersion();

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { alreadyExists, invalidArgument, isStrataError } from '../core/errors';
 import type { DaemonContext } from '../daemon/context';
+import type { ServiceRegistry } from './services';
 import { LayersService, type DiffResponse, type LayersServer, type UnpackResponse } from '../gen/strata/v1/layers';
 import { writeDiff, type DiffCompression, type DiffSource } from '../unpack/diff';
 import { applyLayer } from '../unpack/engine';
@@ -30,7 +31,7 @@ function exists(ctx: DaemonContext, key: string): boolean {
   }
 }
 
-export function register(server: grpc.Server, ctx: DaemonContext): void {
+export function register(server: ServiceRegistry, ctx: DaemonContext): void {
   const log = ctx.log.child({ service: 'layers' });
   const onError = callErrorLogger(log, 'info');
   const s = ctx.snapshotter;

@@ -5,8 +5,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { DaemonContext } from '../daemon/context';
 
+/** Where services register: strata's server (h2/server.ts) and, in tools, grpc-js's Server both fit. */
+export interface ServiceRegistry {
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+}
+
 export interface ServiceModule {
-  register(server: grpc.Server, ctx: DaemonContext): void;
+  register(server: ServiceRegistry, ctx: DaemonContext): void;
 }
 
 export function serviceModules(): ServiceModule[] {

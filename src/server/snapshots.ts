@@ -10,6 +10,7 @@ import {
 import type { Mount as PbMount } from '../gen/containerd/types/mount';
 import type { Mount } from '../core/types';
 import type { DaemonContext } from '../daemon/context';
+import type { ServiceRegistry } from './services';
 import { encodeInfoField, infoToPb } from './info-codec';
 import { toGrpcError, unary, callErrorLogger } from './status';
 
@@ -30,7 +31,7 @@ function mountsToPb(mounts: Mount[]): PbMount[] {
   return mounts.map((m) => ({ type: m.type, source: m.source, target: '', options: m.options }));
 }
 
-export function register(server: grpc.Server, ctx: DaemonContext): void {
+export function register(server: ServiceRegistry, ctx: DaemonContext): void {
   const s = ctx.snapshotter;
   const log = ctx.log.child({ service: 'snapshots' });
   const onError = callErrorLogger(log);

@@ -1,6 +1,7 @@
 /** strata.v1.Volumes over the volume engine (src/volumes), the one the Docker plugin uses too. */
 import type * as grpc from '@grpc/grpc-js';
 import type { DaemonContext } from '../daemon/context';
+import type { ServiceRegistry } from './services';
 import { VolumesService, type Volume as PbVolume, type VolumesServer } from '../gen/strata/v1/volumes';
 import { volumeEngineFor } from '../volumes/daemon';
 import type { Volume } from '../volumes/types';
@@ -24,7 +25,7 @@ export function volumeToPb(v: Volume): PbVolume {
   };
 }
 
-export function register(server: grpc.Server, ctx: DaemonContext): void {
+export function register(server: ServiceRegistry, ctx: DaemonContext): void {
   // Opened once per daemon and shared with the Docker plugin; calls wait for it (recovery runs at startup).
   const engine = volumeEngineFor(ctx);
   engine.catch((e: unknown) => ctx.log.error('volume engine failed to start', { err: e as Error }));
