@@ -15,6 +15,7 @@ export interface OpCounts {
   prepareCommit: number;
   list: number;
   remove: number;
+  usage: number;
 }
 
 export interface OpResults {
@@ -22,7 +23,12 @@ export interface OpResults {
   prepareCommit: number[];
   list100: number[];
   remove2000: number[];
+  /** Usage of an active snapshot holding 100k files (issue 4: a 10-second stats loop must cost nothing). */
+  usage100k: number[];
 }
+
+/** Files in the snapshot whose Usage is timed. */
+export const USAGE_FILES = 100_000;
 
 /** Labels like the ones containerd's unpacker sets, so rows have realistic JSON to encode and decode. */
 function layerLabels(i: number): Record<string, string> {
@@ -61,6 +67,19 @@ async function preparedWith2000Files(c: SnapshotsApiClient, admin: AdminApiClien
   await waitReclaimed(admin);
 }
 
+/**
+ * An active snapshot holding USAGE_FILES files, for the Usage samples; returns how the driver answers Usage
+ * (quota, qgroup, dataset, walk...) as `snapctl info` reports it.
+ */
+async function preparedWith100kFiles(c: SnapshotsApiClient, admin: AdminApiClient, key: string): Promise<string> {
+  await c.prepare(key, 'bench/base');
+  const dir = (await admin.info(key, { skipUsage: true })).path;
+  if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
+  fillTree(dir, USAGE_FILES, 1000, 16);
+  await c.usage(key); // let the filesystem settle its accounting once before timing
+  return (await admin.info(key)).usage?.method ?? 'unknown';
+}
+
 /** The operations timed by the Node client (src/client, the one tests use), on the seeded snapshots. */
 export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
   const list100 = await sample(n.list, 50, async () => {
@@ -97,7 +116,19 @@ export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n
     return us;
   });
 
-  return { stat, prepareCommit, list100, remove2000 };
+  await preparedWith100kFiles(c, admin, 'bench/usage');
+  const usage100k = await sample(n.usage, 3, async () => {
+    const t0 = process.hrtime.bigint();
+    await c.usage('bench/usage');
+    return usSince(t0);
+  });
+
+  return { stat, prepareCommit, list100, remove2000, usage100k };
+}
+
+/** How the seeded daemon answers Usage for the 100k-file snapshot (after measureOps made it). */
+export async function usageMethod(admin: AdminApiClient): Promise<string> {
+  return (await admin.info('bench/usage')).usage?.method ?? 'unknown';
 }
 
 /**
@@ -117,5 +148,6 @@ export async function measureOpsGo(go: GoClient, c: SnapshotsApiClient, admin: A
     remove2000.push(...(await go.run('rm', key)));
     await waitReclaimed(admin);
   }
-  return { stat, prepareCommit, list100, remove2000 };
+  const usage100k = await go.run('usage', 'bench/usage', n.usage, 3);
+  return { stat, prepareCommit, list100, remove2000, usage100k };
 }

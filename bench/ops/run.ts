@@ -15,7 +15,7 @@ import { Daemon } from '../../test/helpers/daemon';
 import { DRIVERS as TEST_DRIVERS, type DriverEntry } from '../../test/helpers/drivers';
 import { measureBare, type BareResults } from './bare';
 import { buildGoClient, GoClient, startNoopServer } from './goclient';
-import { measureOps, measureOpsGo, seed, type OpResults } from './ops';
+import { measureOps, measureOpsGo, seed, usageMethod, type OpResults } from './ops';
 import { summarize, type Summary } from './stats';
 
 /**
@@ -35,9 +35,11 @@ interface OpSpec {
 
 const OPS: readonly OpSpec[] = [
   { key: 'stat', name: 'Stat', targetUs: 80, bare: 'statDir', bareName: 'stat(2) of a dir' },
-  { key: 'prepareCommit', name: 'Prepare+Commit', targetUs: 1600, bare: 'mkdirRename', bareName: 'mkdir+mkdir+rename' },
+  { key: 'prepareCommit', name: 'Prepare+Commit', targetUs: 1600, bare: 'mkdirRename', bareName: 'mkdir+mkdir+rename+fdatasync' },
   { key: 'list100', name: 'List (100)', targetUs: 500, bare: 'readdir100', bareName: 'readdir of 100' },
   { key: 'remove2000', name: 'Remove (2000 files)', targetUs: 5000, bare: 'rmTree2000', bareName: 'rm -rf of 2000 files' },
+  // Issue 4: Usage from quota accounting, ≤ 1 ms for a snapshot with 100k files.
+  { key: 'usage100k', name: 'Usage (100k files)', targetUs: 1000, bare: 'walk100k', bareName: 'lstat walk of 100k' },
 ];
 
 /** Who timed a row: the grpc-go client (what containerd sees) or the Node client tests use. */
@@ -63,8 +65,8 @@ interface DriverOutcome {
 }
 
 const COUNTS = {
-  full: { stat: 3000, prepareCommit: 300, list: 500, remove: 10 },
-  quick: { stat: 500, prepareCommit: 50, list: 100, remove: 3 },
+  full: { stat: 3000, prepareCommit: 300, list: 500, remove: 10, usage: 30 },
+  quick: { stat: 500, prepareCommit: 50, list: 100, remove: 3, usage: 5 },
 };
 
 async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | undefined, log: (s: string) => void): Promise<DriverOutcome> {
@@ -96,14 +98,16 @@ async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | u
         readdir: n.list,
         // rm -rf of 2000 files takes seconds on a busy ext4; a few samples show the order of magnitude.
         rmTree: Math.min(n.remove, 5),
+        walk: 3,
       });
+      const method = await usageMethod(admin);
       const rows: ResultRow[] = [];
       for (const o of OPS) {
         for (const client of ['go', 'node'] as const) {
           const samples = ops[client]?.[o.key];
           if (!samples) continue;
           const strata = summarize(samples);
-          rows.push({ op: o.name, driver: entry.label, client, targetP50Us: o.targetUs, met: strata.p50 <= o.targetUs, strata, bareOp: o.bareName, bare: summarize(bare[o.bare]) });
+          rows.push({ op: o.key === 'usage100k' ? `Usage (100k, ${method})` : o.name, driver: entry.label, client, targetP50Us: o.targetUs, met: strata.p50 <= o.targetUs, strata, bareOp: o.bareName, bare: summarize(bare[o.bare]) });
         }
       }
       return { driver: entry.label, rows, noopGo };

@@ -43,12 +43,15 @@ function freshDir(parent: string, name: string): string {
   return d;
 }
 
-/** snapctl apply, one process per layer; each layer is synced (syncfs) before the process returns. */
-export async function applyRun(layers: readonly Layer[], comp: Comp, parent: string): Promise<Sample> {
+/** How an applied layer is made durable: one syncfs(2) of the target's filesystem, an fsync per file, or nothing. */
+export type SyncMode = 'syncfs' | 'fsync' | 'none';
+
+/** snapctl apply, one process per layer; each layer is synced (syncfs by default) before the process returns. */
+export async function applyRun(layers: readonly Layer[], comp: Comp, parent: string, sync: SyncMode = 'syncfs'): Promise<Sample> {
   const d = freshDir(parent, 'strata');
   const s: Sample = { ms: 0, rssKb: 0 };
   for (const l of layers) {
-    const x = await timed(process.execPath, [SNAPCTL, 'apply', l.tar + EXT[comp], d]);
+    const x = await timed(process.execPath, [SNAPCTL, 'apply', '--sync', sync, l.tar + EXT[comp], d]);
     s.ms += x.ms;
     s.rssKb = Math.max(s.rssKb, x.rssKb);
   }

@@ -7,6 +7,7 @@
 //	list N WARMUP EXPECT                N List calls; each must return EXPECT snapshots
 //	pc PREFIX PARENT N WARMUP           N × (Prepare PREFIXi-a on PARENT, Commit PREFIXi), labelled like containerd's
 //	rm KEY                              one Remove
+//	usage KEY N WARMUP                  N Usage calls
 //	noop N WARMUP                       N calls to the do-nothing server at -noop SOCKET
 //
 // `goclient -serve-noop SOCKET` is that server: its own process, as strata is, answering with an empty message.
@@ -214,6 +215,9 @@ func (c *client) run(args []string, noop *client) ([]float64, error) {
 			}
 			return nil
 		})
+	case args[0] == "usage" && len(args) == 4:
+		req := str(str(nil, 1, "strata"), 2, args[1])
+		return timeN(atoi(args[2]), atoi(args[3]), func(int) error { _, err := c.unary(service+"Usage", req); return err })
 	case args[0] == "rm" && len(args) == 2:
 		req := str(str(nil, 1, "strata"), 2, args[1])
 		return timeN(1, 0, func(int) error { _, err := c.unary(service+"Remove", req); return err })
