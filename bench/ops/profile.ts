@@ -18,6 +18,7 @@ import { DEFAULTS } from '../../src/daemon/config';
 import { startDaemon } from '../../src/daemon/serve';
 import { ListSnapshotsResponse, StatSnapshotResponse } from '../../src/gen/containerd/services/snapshots/v1/snapshots';
 import { encodeInfoField, infoToPb } from '../../src/server/info-codec';
+import { GrpcServer } from '../../src/server/h2/server';
 import { fillTree } from './bare';
 import { summarize, usSince } from './stats';
 
@@ -55,11 +56,22 @@ const NOOP = {
   },
 } satisfies grpc.ServiceDefinition;
 
-async function noopPair(dir: string): Promise<{ call(): Promise<void>; close(): void }> {
-  const server = new grpc.Server();
-  server.addService(NOOP, { noop: (_c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.alloc(0)) });
-  const sock = path.join(dir, 'noop.sock');
-  await new Promise<void>((res, rej) => server.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+/** A do-nothing service on grpc-js's server or on strata's (src/server/h2), called by a grpc-js client. */
+async function noopPair(dir: string, kind: 'grpc-js' | 'strata'): Promise<{ call(): Promise<void>; close(): void }> {
+  const impl = { noop: (_c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.alloc(0)) };
+  const sock = path.join(dir, `noop-${kind}.sock`);
+  let stopServer: () => void;
+  if (kind === 'strata') {
+    const server = new GrpcServer({ maxReceiveMessageLength: 1 << 20, maxSendMessageLength: 1 << 20 });
+    server.addService(NOOP, impl);
+    await server.listen(sock);
+    stopServer = () => server.forceShutdown();
+  } else {
+    const server = new grpc.Server();
+    server.addService(NOOP, impl);
+    await new Promise<void>((res, rej) => server.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+    stopServer = () => server.forceShutdown();
+  }
   const Client = grpc.makeGenericClientConstructor(NOOP, 'Noop');
   const client = new Client(grpcTarget(sock), grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     noop(req: Buffer, cb: (e: grpc.ServiceError | null, r: Buffer) => void): void;
@@ -68,7 +80,7 @@ async function noopPair(dir: string): Promise<{ call(): Promise<void>; close(): 
     call: () => new Promise<void>((res, rej) => client.noop(Buffer.alloc(0), (e) => (e ? rej(e) : res()))),
     close: () => {
       client.close();
-      server.forceShutdown();
+      stopServer();
     },
   };
 }
@@ -83,7 +95,8 @@ async function main(): Promise<void> {
   );
   const { store, snapshotter: s } = daemon.ctx;
   const client = new SnapshotsApiClient(daemon.ctx.config.address);
-  const noop = await noopPair(base);
+  const noop = await noopPair(base, 'grpc-js');
+  const noopStrata = await noopPair(base, 'strata');
   const lines: Line[] = [];
   try {
     const labels = { 'containerd.io/snapshot.ref': `sha256:${'a'.repeat(64)}`, 'containerd.io/snapshot/cri.layer-digest': `sha256:${'b'.repeat(64)}` };
@@ -100,7 +113,8 @@ async function main(): Promise<void> {
     lines.push(await time('Stat: snapshotter.stat', n, () => s.stat('l50')));
     lines.push(await time('Stat: protobuf encode of the response (generated code)', n, () => StatSnapshotResponse.encode({ info: infoToPb(info) }).finish()));
     lines.push(await time('Stat: response encoding as served (cached Info bytes)', n, () => encodeInfoField([infoToPb(info)])));
-    lines.push(await time('gRPC: do-nothing unary call (grpc-js, same process)', n, () => noop.call()));
+    lines.push(await time('gRPC: do-nothing unary call (grpc-js server, same process)', n, () => noop.call()));
+    lines.push(await time("gRPC: do-nothing unary call (strata's server, same process)", n, () => noopStrata.call()));
     lines.push(await time('Stat over the socket (same process)', n, () => client.stat('l50')));
     lines.push(await time('List(100): snapshotter.list', n / 4, () => [...s.list([], 100)]));
     lines.push(await time('List(100): protobuf encode (generated code)', n / 4, () => ListSnapshotsResponse.encode({ info: batch.map(infoToPb) }).finish()));
@@ -142,6 +156,7 @@ async function main(): Promise<void> {
     lines.push(statDuring);
   } finally {
     noop.close();
+    noopStrata.close();
     client.close();
     await daemon.stop('profile done');
     fs.rmSync(base, { recursive: true, force: true });

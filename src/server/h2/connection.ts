@@ -375,10 +375,14 @@ export class Connection {
     s.closed = true;
     s.pending = [];
     this.streams.delete(s.id);
-    if (this.goingAway && this.streams.size === 0) {
-      this.flush();
-      this.socket.end();
-    }
+    if (this.goingAway && this.streams.size === 0) this.endSocket();
+  }
+
+  /** FIN after the last frames; a client that does not close its side in a second is cut off. */
+  private endSocket(): void {
+    this.flush();
+    this.socket.end();
+    setTimeout(() => this.destroy(), 1000).unref();
   }
 
   queue(b: Buffer): void {
@@ -403,10 +407,7 @@ export class Connection {
     if (this.goingAway || this.dead) return;
     this.goingAway = true;
     this.queue(frame(FrameType.GOAWAY, 0, 0, Buffer.concat([u32(this.lastStreamId), u32(H2Error.NO_ERROR)])));
-    if (this.streams.size === 0) {
-      this.flush();
-      this.socket.end();
-    }
+    if (this.streams.size === 0) this.endSocket();
   }
 
   private fail(code: H2Error): void {
