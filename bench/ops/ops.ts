@@ -81,7 +81,7 @@ async function preparedWith100kFiles(c: SnapshotsApiClient, admin: AdminApiClien
 }
 
 /** The operations timed by the Node client (src/client, the one tests use), on the seeded snapshots. */
-export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
+export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<Omit<OpResults, 'usage100k'>> {
   const list100 = await sample(n.list, 50, async () => {
     const t0 = process.hrtime.bigint();
     const infos = await c.list();
@@ -116,26 +116,28 @@ export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n
     return us;
   });
 
-  await preparedWith100kFiles(c, admin, 'bench/usage');
-  const usage100k = await sample(n.usage, 3, async () => {
+  return { stat, prepareCommit, list100, remove2000 };
+}
+
+/**
+ * Usage of an active snapshot holding 100k files, by both clients, after the List samples (the snapshot would be
+ * the 101st); returns the samples and how the driver answered (quota, qgroup, dataset, walk...).
+ */
+export async function measureUsage(c: SnapshotsApiClient, admin: AdminApiClient, go: GoClient | undefined, n: OpCounts): Promise<{ node: number[]; go?: number[]; method: string }> {
+  const method = await preparedWith100kFiles(c, admin, 'bench/usage');
+  const node = await sample(n.usage, 3, async () => {
     const t0 = process.hrtime.bigint();
     await c.usage('bench/usage');
     return usSince(t0);
   });
-
-  return { stat, prepareCommit, list100, remove2000, usage100k };
-}
-
-/** How the seeded daemon answers Usage for the 100k-file snapshot (after measureOps made it). */
-export async function usageMethod(admin: AdminApiClient): Promise<string> {
-  return (await admin.info('bench/usage')).usage?.method ?? 'unknown';
+  return { node, go: go ? await go.run('usage', 'bench/usage', n.usage, 3) : undefined, method };
 }
 
 /**
  * The same operations timed by the grpc-go client (what containerd sees); setup and cleanup go through the Node
  * client, untimed.
  */
-export async function measureOpsGo(go: GoClient, c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<OpResults> {
+export async function measureOpsGo(go: GoClient, c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<Omit<OpResults, 'usage100k'>> {
   const list100 = await go.run('list', n.list, 50, 100);
   const stat = await go.run('stat', 'bench/l50', n.stat, 200);
   const prepareCommit = await go.run('pc', 'bench/gpc', 'bench/base', n.prepareCommit, 20);
@@ -148,6 +150,5 @@ export async function measureOpsGo(go: GoClient, c: SnapshotsApiClient, admin: A
     remove2000.push(...(await go.run('rm', key)));
     await waitReclaimed(admin);
   }
-  const usage100k = await go.run('usage', 'bench/usage', n.usage, 3);
-  return { stat, prepareCommit, list100, remove2000, usage100k };
+  return { stat, prepareCommit, list100, remove2000 };
 }

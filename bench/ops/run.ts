@@ -15,7 +15,7 @@ import { Daemon } from '../../test/helpers/daemon';
 import { DRIVERS as TEST_DRIVERS, type DriverEntry } from '../../test/helpers/drivers';
 import { measureBare, type BareResults } from './bare';
 import { buildGoClient, GoClient, startNoopServer } from './goclient';
-import { measureOps, measureOpsGo, seed, usageMethod, type OpResults } from './ops';
+import { measureOps, measureOpsGo, measureUsage, seed, type OpResults } from './ops';
 import { summarize, type Summary } from './stats';
 
 /**
@@ -83,13 +83,13 @@ async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | u
     try {
       await seed(daemon.client);
       log(`${entry.label}: snapshot operations over ${daemon.address} (Node client)`);
-      const ops: Partial<Record<ClientKind, OpResults>> = { node: await measureOps(daemon.client, admin, n) };
-      let noopGo: Summary | undefined;
-      if (go) {
-        log(`${entry.label}: snapshot operations over ${daemon.address} (Go client)`);
-        ops.go = await measureOpsGo(go, daemon.client, admin, n);
-        noopGo = summarize(await go.run('noop', n.stat, 200));
-      }
+      const nodeOps = await measureOps(daemon.client, admin, n);
+      const goOps = go ? (log(`${entry.label}: snapshot operations over ${daemon.address} (Go client)`), await measureOpsGo(go, daemon.client, admin, n)) : undefined;
+      log(`${entry.label}: Usage of a snapshot holding 100k files`);
+      const usage = await measureUsage(daemon.client, admin, go, n);
+      const ops: Partial<Record<ClientKind, OpResults>> = { node: { ...nodeOps, usage100k: usage.node } };
+      if (goOps && usage.go) ops.go = { ...goOps, usage100k: usage.go };
+      const noopGo = go ? summarize(await go.run('noop', n.stat, 200)) : undefined;
       log(`${entry.label}: bare filesystem operations`);
       // Beside the daemon's root: the same filesystem, outside the driver's directories.
       const bare = await measureBare(path.join(path.dirname(daemon.root), `bare-${process.pid}`), {
@@ -100,7 +100,7 @@ async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | u
         rmTree: Math.min(n.remove, 5),
         walk: 3,
       });
-      const method = await usageMethod(admin);
+      const method = usage.method;
       const rows: ResultRow[] = [];
       for (const o of OPS) {
         for (const client of ['go', 'node'] as const) {
