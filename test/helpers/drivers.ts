@@ -10,6 +10,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mountsBelow, type DriverTable } from './daemon';
 
+/**
+ * Size of a loopback btrfs / ZFS pool (sparse images): the suites' default, or STRATA_BACKEND_MIB for callers
+ * that fill more (bench/ops puts 100k files in one snapshot).
+ */
+function backendMiB(def: number): number {
+  const n = Number(process.env.STRATA_BACKEND_MIB);
+  return Number.isInteger(n) && n > 0 ? n : def;
+}
+
 export interface DriverTarget {
   /** Where the daemon's root must live (on the backend's filesystem); a temp dir when undefined. */
   root?: string;
@@ -245,7 +254,7 @@ async function onBtrfs(): Promise<DriverTarget | { skip: string }> {
   if (!b.createBtrfs) return { skip: 'test/helpers/backends.ts has no createBtrfs' };
   const missing = await b.backendMissing?.('btrfs');
   if (missing) return { skip: missing };
-  const fsb = await b.createBtrfs({ sizeMiB: 1024 });
+  const fsb = await b.createBtrfs({ sizeMiB: backendMiB(1024) });
   const root = path.join(fsb.mountpoint, 'root');
   return { root, config: {}, teardown: () => fsb.cleanup() };
 }
@@ -297,7 +306,7 @@ export const DRIVERS: DriverEntry[] = [
       if (!b.createZfsPool) return { skip: 'test/helpers/backends.ts has no createZfsPool' };
       const missing = await b.backendMissing?.('zfs');
       if (missing) return { skip: missing };
-      const pool = await b.createZfsPool({ sizeMiB: 512 });
+      const pool = await b.createZfsPool({ sizeMiB: backendMiB(512) });
       return { config: { dataset: pool.dataset }, teardown: () => pool.cleanup() };
     },
   },
