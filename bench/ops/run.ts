@@ -15,7 +15,7 @@ import { Daemon } from '../../test/helpers/daemon';
 import { DRIVERS as TEST_DRIVERS, type DriverEntry } from '../../test/helpers/drivers';
 import { measureBare, type BareResults } from './bare';
 import { buildGoClient, GoClient, startNoopServer } from './goclient';
-import { measureOps, measureOpsGo, measureUsage, seed, type OpResults } from './ops';
+import { measureOps, measureOpsGo, measureRemove, measureRemoveGo, measureUsage, seed, type OpResults } from './ops';
 import { summarize, type Summary } from './stats';
 
 /**
@@ -87,8 +87,11 @@ async function benchDriver(entry: DriverEntry, quick: boolean, goBin: string | u
       const goOps = go ? (log(`${entry.label}: snapshot operations over ${daemon.address} (Go client)`), await measureOpsGo(go, daemon.client, admin, n)) : undefined;
       log(`${entry.label}: Usage of a snapshot holding 100k files`);
       const usage = await measureUsage(daemon.client, admin, go, n);
-      const ops: Partial<Record<ClientKind, OpResults>> = { node: { ...nodeOps, usage100k: usage.node } };
-      if (goOps && usage.go) ops.go = { ...goOps, usage100k: usage.go };
+      log(`${entry.label}: Remove of 2000-file snapshots`);
+      const nodeRm = await measureRemove(daemon.client, admin, n);
+      const goRm = go ? await measureRemoveGo(go, daemon.client, admin, n) : undefined;
+      const ops: Partial<Record<ClientKind, OpResults>> = { node: { ...nodeOps, usage100k: usage.node, remove2000: nodeRm } };
+      if (goOps && usage.go && goRm) ops.go = { ...goOps, usage100k: usage.go, remove2000: goRm };
       const noopGo = go ? summarize(await go.run('noop', n.stat, 200)) : undefined;
       log(`${entry.label}: bare filesystem operations`);
       // Beside the daemon's root: the same filesystem, outside the driver's directories.
