@@ -57,13 +57,16 @@ export async function seed(c: SnapshotsApiClient): Promise<void> {
   }
 }
 
-/** Prepares KEY on the base and fills its layer directory with 2000 files, without a mount. */
-async function preparedWith2000Files(c: SnapshotsApiClient, admin: AdminApiClient, key: string): Promise<void> {
+/** Prepares KEY on the base and fills its own layer directory (overlay's upperdir, native's tree), without a mount. */
+async function preparedAndFilled(c: SnapshotsApiClient, admin: AdminApiClient, key: string, fill: (dir: string) => void): Promise<void> {
   await c.prepare(key, 'bench/base');
-  // The snapshot's own layer directory (overlay's upperdir, native's tree).
   const dir = (await admin.info(key, { skipUsage: true })).path;
   if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
-  fillTree(dir);
+  fill(dir);
+}
+
+async function preparedWith2000Files(c: SnapshotsApiClient, admin: AdminApiClient, key: string): Promise<void> {
+  await preparedAndFilled(c, admin, key, (dir) => fillTree(dir));
   await waitReclaimed(admin);
 }
 
@@ -72,17 +75,14 @@ async function preparedWith2000Files(c: SnapshotsApiClient, admin: AdminApiClien
  * (quota, qgroup, dataset, walk...) as `snapctl info` reports it.
  */
 async function preparedWith100kFiles(c: SnapshotsApiClient, admin: AdminApiClient, key: string): Promise<string> {
-  await c.prepare(key, 'bench/base');
-  const dir = (await admin.info(key, { skipUsage: true })).path;
-  if (!dir || !fs.existsSync(dir)) throw new Error(`no layer path for ${key} (driver without host paths?)`);
-  fillTree(dir, USAGE_FILES, 1000, 16);
+  await preparedAndFilled(c, admin, key, (dir) => fillTree(dir, USAGE_FILES, 1000, 16));
   await c.usage(key); // let the filesystem settle its accounting once before timing
   return (await admin.info(key)).usage?.method ?? 'unknown';
 }
 
-/** The operations timed by the Node client (src/client, the one tests use), on the seeded snapshots. */
 export type FastOps = Pick<OpResults, 'stat' | 'prepareCommit' | 'list100'>;
 
+/** The operations timed by the Node client (src/client, the one tests use), on the seeded snapshots. */
 export async function measureOps(c: SnapshotsApiClient, admin: AdminApiClient, n: OpCounts): Promise<FastOps> {
   const list100 = await sample(n.list, 50, async () => {
     const t0 = process.hrtime.bigint();

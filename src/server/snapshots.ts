@@ -14,7 +14,6 @@ import type { ServiceRegistry } from './services';
 import { encodeInfoField, infoToPb } from './info-codec';
 import { toGrpcError, unary, callErrorLogger } from './status';
 
-export { infoToPb } from './info-codec';
 
 /** Infos per List message: well below the 16 MiB message limit even with 4 KiB labels. */
 const LIST_BATCH = 100;

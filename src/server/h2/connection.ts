@@ -53,8 +53,8 @@ export interface ResponseStream {
   /** True once trailers went out or the stream was reset. */
   readonly closed: boolean;
   readonly headersSent: boolean;
-  /** Response headers (sent once, before the first message; trailers-only answers skip them). */
-  sendHeaders(headers: ReadonlyArray<readonly [string, string]>): void;
+  /** Response headers as an HPACK block (sent once, before the first message; trailers-only answers skip them). */
+  sendHeaders(block: Buffer): void;
   /** DATA, split by frame size and held back by flow control. */
   sendData(data: Buffer): void;
   /** Trailers with END_STREAM (after any queued data), or headers+trailers in one block when none were sent. */
@@ -81,10 +81,10 @@ class Stream implements ResponseStream {
     this.sendWindow = conn.peerInitialWindow;
   }
 
-  sendHeaders(headers: ReadonlyArray<readonly [string, string]>): void {
+  sendHeaders(block: Buffer): void {
     if (this.closed || this.headersSent) return;
     this.headersSent = true;
-    this.conn.queueHeaders(this.id, encodeHeaders(headers), false);
+    this.conn.queueHeaders(this.id, block, false);
   }
 
   sendData(data: Buffer): void {
@@ -108,7 +108,7 @@ class Stream implements ResponseStream {
 
 export class Connection {
   private readonly reader = new FrameReader(DEFAULT_MAX_FRAME);
-  private readonly hpack = new HpackDecoder(4096) // its header-list limit (64 KiB) is MAX_HEADER_LIST;
+  private readonly hpack = new HpackDecoder(4096, MAX_HEADER_LIST);
   private readonly streams = new Map<number, Stream>();
   private out: Buffer[] = [];
   private flushScheduled = false;

@@ -16,7 +16,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { Connection, type Headers, type ResponseStream, type StreamHandler } from './connection';
-import { H2Error } from './frames';
+import { encodeHeaders } from './hpack';
 import { encodeGrpcMessage, lengthPrefixed, parseTimeoutMs, splitMessages } from './status';
 
 /** gRPC status codes this file sends itself. */
@@ -52,6 +52,8 @@ const RESPONSE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   [':status', '200'],
   ['content-type', 'application/grpc'],
 ];
+/** The same for every call: encoded once (the encoder keeps no state). */
+const RESPONSE_HEADER_BLOCK = encodeHeaders(RESPONSE_HEADERS);
 
 /**
  * The call a handler sees, shaped like grpc-js's ServerUnaryCall / ServerWritableStream: `request`,
@@ -124,7 +126,7 @@ class ServerCall extends EventEmitter {
       this.finish(Code.RESOURCE_EXHAUSTED, `response larger than the limit of ${this.opts.maxSendMessageLength} bytes`);
       return false;
     }
-    this.stream.sendHeaders(RESPONSE_HEADERS);
+    this.stream.sendHeaders(RESPONSE_HEADER_BLOCK);
     this.stream.sendData(lengthPrefixed(bytes));
     return true;
   }
@@ -273,4 +275,3 @@ export class GrpcServer {
   }
 }
 
-export { H2Error };
