@@ -18,6 +18,7 @@ import type { Mount } from '../../src/core/types';
 import { MS, native } from '../../native';
 import { isZfsError, runZfs } from './exec';
 import { isMountPoint } from '../../src/core/mountinfo';
+import { DatasetUsedCache } from './usage';
 
 export type MountMode = 'legacy' | 'property';
 
@@ -40,9 +41,11 @@ export class ZfsDriver implements Driver {
   private readonly snapshots: string;
   /** Active snapshots whose dataset this process made or found writable and without @committed (see reopenActive). */
   private readonly writable = new Set<number>();
+  private readonly usedCache: DatasetUsedCache;
 
   constructor(private readonly s: ZfsSettings) {
     this.snapshots = path.join(s.root, 'snapshots');
+    this.usedCache = new DatasetUsedCache(s.dataset);
   }
 
   ds(id: number): string {
@@ -190,6 +193,7 @@ export class ZfsDriver implements Driver {
    */
   async remove(id: number): Promise<void> {
     this.writable.delete(id);
+    this.usedCache.forget(this.ds(id));
     try {
       await this.removeChain(id);
     } catch (e) {
@@ -268,11 +272,12 @@ export class ZfsDriver implements Driver {
     }
   }
 
-  /** Bytes the layer wrote itself: `used` of a clone excludes its origin's blocks. One `zfs get`, any file count. */
+  /**
+   * Bytes the layer wrote itself: `used` of a clone excludes its origin's blocks. Any file count costs the same;
+   * the figure comes from the cache (usage.ts), which spawns `zfs` only when the dataset changed.
+   */
   async usage(snap: SnapshotRef): Promise<DriverUsage> {
-    const out = await runZfs(['get', '-Hp', '-o', 'value', 'used', this.ds(snap.id)]);
-    const size = Number(out.trim());
-    if (!Number.isFinite(size)) throw internal(`zfs driver: unexpected used value ${JSON.stringify(out)} for ${this.ds(snap.id)}`);
+    const size = await this.usedCache.used(this.ds(snap.id), this.fsPath(snap.id));
     // ZFS keeps no per-layer inode count (a clone's object count includes its origin's files).
     return { size, inodes: 0, method: 'dataset' };
   }
@@ -330,7 +335,7 @@ export class ZfsDriver implements Driver {
     return {
       dataset: this.s.dataset,
       mount_mode: this.s.mountMode === 'legacy' ? 'legacy (strata mounts)' : 'mountpoint property (zfs mounts)',
-      usage_method: 'dataset (zfs get used)',
+      usage_method: 'dataset (zfs used property, cached while statfs of the mount is unchanged)',
       size_limit: 'quota',
       used_bytes: props['used'] ?? '',
       available_bytes: props['available'] ?? '',

@@ -12,6 +12,7 @@ import { create, probe } from '../../drivers/zfs';
 import type { Driver, SnapshotRef } from '../../drivers/driver';
 import { mountTemp } from '../../src/core/mount';
 import { isStrataError } from '../../src/core/errors';
+import { DatasetUsedCache } from '../../drivers/zfs/usage';
 
 const MiB = 1024 * 1024;
 const active = (id: number, ...parents: number[]): SnapshotRef => ({ id, kind: 'active', parents });
@@ -132,6 +133,33 @@ describe('zfs driver', () => {
         fs.closeSync(fd);
       }
     }, ['EDQUOT', 'ENOSPC']);
+  });
+
+  test('usage cache: no zfs process while the dataset is unchanged, re-read once it changes', async (t) => {
+    if (!pool) return t.skip('no zfs');
+    await d.create(active(5, 1), {});
+    const f5 = path.join(root, 'snapshots/5/fs');
+    const cache = new DatasetUsedCache(ds);
+    const first = await cache.used(`${ds}/5`, f5);
+    assert.equal(cache.listings, 1);
+    assert.equal(await cache.used(`${ds}/5`, f5), first);
+    assert.equal(cache.listings, 1, 'an unchanged dataset is answered from the cache');
+    fs.writeFileSync(path.join(f5, 'w'), Buffer.alloc(MiB, 3));
+    // Taking a snapshot makes zfs sync the transaction group, so `used` and statfs move now (zfs-fuse publishes a
+    // dataset without a quota only every ~30 s otherwise).
+    execFileSync('zfs', ['snapshot', `${ds}/5@txg`]);
+    let now = first;
+    for (let i = 0; i < 100 && now < first + 0.9 * MiB; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = await cache.used(`${ds}/5`, f5);
+    }
+    assert.ok(now >= first + 0.9 * MiB, `used ${first} -> ${now} after writing 1 MiB`);
+    assert.ok(cache.listings >= 2, 'a changed dataset is listed again');
+    const n = cache.listings;
+    assert.equal(await cache.used(`${ds}/5`, f5), now);
+    assert.equal(cache.listings, n);
+    await assert.rejects(cache.used(`${ds}/999`, path.join(root, 'snapshots/999/fs')), (e) => isStrataError(e, 'NotFound'));
+    await d.remove(5);
   });
 
   test('remove: a parent with live clones is parked, then destroyed with its last clone; idempotent', async (t) => {
