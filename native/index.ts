@@ -70,7 +70,44 @@ export interface NativeBinding {
   setProjectQuota(blockDevice: string, projectId: number, hardLimitBytes: number): void;
   /** quotactl(Q_XGETQUOTA / Q_GETQUOTA) for a project: [bytesUsed, inodesUsed]; [0, 0] for an unused project. */
   getProjectUsage(blockDevice: string, projectId: number): [number, number];
+
+  // --- the applier's file writer (native/src/filewriter.c) ----------------------------------------------
+  /** Threads that finish regular files off the apply worker; queued data is bounded by maxQueuedBytes. */
+  fileWriterCreate(threads: number, maxQueuedBytes: number): FileWriterHandle;
+  /**
+   * Hands an open, freshly created file to the writer: it writes length bytes of data from offset at file
+   * offset position, then fchown (flags & FILE_WRITER.CHOWN), fchmod(mode), the xattrs, futimens, fsync
+   * (flags & FILE_WRITER.FSYNC) and closes the fd; that job owns the fd from here on, even if this throws.
+   * FILE_WRITER.PART only writes the data (a large file's piece; the fd stays the caller's until its final job);
+   * FILE_WRITER.SERIAL jobs run in submission order (a large file's pieces and final job must). The data is
+   * copied. Throws the first failure of an earlier job (its file's name as the error's path).
+   */
+  fileWriterSubmit(
+    writer: FileWriterHandle,
+    fd: number,
+    data: Uint8Array | null,
+    offset: number,
+    length: number,
+    position: number,
+    flags: number,
+    uid: number,
+    gid: number,
+    mode: number,
+    atimeSec: number,
+    atimeNsec: number,
+    mtimeSec: number,
+    mtimeNsec: number,
+    xattrs: Array<[string, Buffer]> | null,
+    name: string,
+  ): void;
+  /** Waits until every submitted file is finished; throws the first failure. */
+  fileWriterDrain(writer: FileWriterHandle): void;
 }
+
+/** An opaque handle; its threads stop and its queued fds are closed when it is garbage-collected. */
+export type FileWriterHandle = { readonly __fileWriter: unique symbol };
+
+export const FILE_WRITER = { CHOWN: 1, FSYNC: 2, PART: 4, SERIAL: 8 } as const;
 
 /** Flags and constants the binding's callers use (Linux x86_64/aarch64 values). */
 export const O = {

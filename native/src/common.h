@@ -58,6 +58,7 @@ bool init_xattr(napi_env env, napi_value exports);
 bool init_mount(napi_env env, napi_value exports);
 bool init_btrfs(napi_env env, napi_value exports);
 bool init_quota(napi_env env, napi_value exports);
+bool init_filewriter(napi_env env, napi_value exports);
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

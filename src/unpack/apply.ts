@@ -12,7 +12,7 @@
  * replaced, and every removal clears the cache.
  */
 import * as fs from 'node:fs';
-import { AT, native, O, RESOLVE, type NativeBinding } from '../../native';
+import { AT, FILE_WRITER, native, O, RESOLVE, type FileWriterHandle, type NativeBinding } from '../../native';
 import { UnpackError } from './errors';
 import { DEFAULT_PATH_LIMITS, pathKey, splitName, type PathLimits } from './paths';
 import type { TarEntry, TarSink } from './tar';
@@ -32,6 +32,11 @@ export interface ApplierOptions {
   devices?: 'create' | 'refuse';
   sync?: SyncMode;
   pathLimits?: PathLimits;
+  /**
+   * Threads that finish small regular files (data, owner, mode, xattrs, times, close) while the applier goes on
+   * with the next entry (native/src/filewriter.c). 0 does it all on the applier's thread. Default 2.
+   */
+  writerThreads?: number;
 }
 
 export interface ApplyStats {
@@ -42,6 +47,8 @@ export interface ApplyStats {
   dataBytes: number;
   whiteouts: number;
   syncMs: number;
+  /** Time the applier waited for decompressed input (set by the worker). */
+  inputWaitMs: number;
 }
 
 const S_IFMT = 0o170000;
@@ -61,6 +68,10 @@ const IN_ROOT = RESOLVE.IN_ROOT | RESOLVE.NO_MAGICLINKS;
 /** For opening one component below an fd: never follow a symlink, never leave the directory. */
 const ONE = RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS | RESOLVE.NO_MAGICLINKS;
 const PARENT_CACHE_MAX = 128;
+/** Files up to this size go to the file writer whole; bigger ones in pieces, in order (its serial queue). */
+const QUEUED_FILE_MAX = 1 << 20;
+/** Data the file writer may hold before the applier waits for it (bounds the apply's memory). */
+const WRITER_QUEUE_BYTES = 8 << 20;
 
 interface SysError {
   code?: string;
@@ -72,7 +83,7 @@ function codeOf(e: unknown): string | undefined {
 }
 
 export class Applier implements TarSink {
-  readonly stats: ApplyStats = { entries: 0, files: 0, dirs: 0, dataBytes: 0, whiteouts: 0, syncMs: 0 };
+  readonly stats: ApplyStats = { entries: 0, files: 0, dirs: 0, dataBytes: 0, whiteouts: 0, syncMs: 0, inputWaitMs: 0 };
   private readonly n: NativeBinding;
   private readonly rootFd: number;
   private readonly lowerFds: number[];
@@ -86,11 +97,22 @@ export class Applier implements TarSink {
   private readonly created: Set<number> | null;
   /** Directory times are set at the very end, after every child has been written. */
   private readonly dirTimes: Array<{ path: string; e: TarEntry }> = [];
-  // The regular file being written.
+  // The large regular file being written (through the file writer's serial queue, or here without a writer).
   private fileFd = -1;
   private filePfd = -1;
   private fileBase = '';
   private fileName = '';
+  private filePos = 0;
+  private readonly writer: FileWriterHandle | null;
+  // The small file being collected for the file writer: its data is one slice of the ring when it arrived in one
+  // piece (the usual case; the slice stays valid until entryEnd, which the reader calls in the same push), else
+  // it is gathered in `gather`.
+  private queuedFd = -1;
+  private queuedSize = 0;
+  private queuedBuf: Uint8Array | null = null;
+  private queuedOff = 0;
+  private gathered = 0;
+  private gather: Buffer | null = null;
 
   constructor(
     readonly root: string,
@@ -104,6 +126,8 @@ export class Applier implements TarSink {
     this.overlayPrefix = opts.userxattr ? 'user.overlay.' : 'trusted.overlay.';
     this.created = opts.whiteouts === 'delete' ? new Set() : null;
     this.rootFd = this.n.openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0, 0);
+    const threads = opts.writerThreads ?? 2;
+    this.writer = threads > 0 ? this.n.fileWriterCreate(threads, WRITER_QUEUE_BYTES) : null;
     this.lowerFds = [];
     try {
       for (const d of opts.whiteouts === 'overlay' ? (opts.lowerDirs ?? []) : []) {
@@ -129,8 +153,32 @@ export class Applier implements TarSink {
   }
 
   data(buf: Uint8Array, offset: number, length: number): void {
+    if (this.queuedFd >= 0) {
+      this.stats.dataBytes += length;
+      if (length === this.queuedSize) {
+        this.queuedBuf = buf;
+        this.queuedOff = offset;
+        return;
+      }
+      if (this.gather === null || this.gather.length < this.queuedSize) this.gather = Buffer.allocUnsafe(QUEUED_FILE_MAX);
+      this.gather.set(buf.subarray(offset, offset + length), this.gathered);
+      this.gathered += length;
+      this.queuedBuf = this.gather;
+      this.queuedOff = 0;
+      return;
+    }
     // A skipped entry's data is read past, never written.
     if (this.fileFd < 0) return;
+    if (this.writer !== null) {
+      try {
+        this.n.fileWriterSubmit(this.writer, this.fileFd, buf, offset, length, this.filePos, FILE_WRITER.PART | FILE_WRITER.SERIAL, 0, 0, 0, 0, 0, 0, 0, null, this.fileName);
+      } catch (err) {
+        throw wrap(err, (err as { path?: string }).path || this.fileName);
+      }
+      this.filePos += length;
+      this.stats.dataBytes += length;
+      return;
+    }
     let off = offset;
     const end = offset + length;
     try {
@@ -142,7 +190,9 @@ export class Applier implements TarSink {
   }
 
   entryEnd(e: TarEntry): void {
+    if (this.queuedFd >= 0) return this.submitFinal(e, this.queuedFd, this.queuedBuf, this.queuedOff, this.queuedSize, 0);
     if (this.fileFd < 0) return;
+    if (this.writer !== null) return this.submitFinal(e, this.fileFd, null, 0, 0, FILE_WRITER.SERIAL);
     const fd = this.fileFd;
     this.fileFd = -1;
     try {
@@ -159,8 +209,53 @@ export class Applier implements TarSink {
     }
   }
 
+  /** The file's final job: its (remaining) data, then metadata and close. The writer owns fd from here on. */
+  private submitFinal(e: TarEntry, fd: number, data: Uint8Array | null, offset: number, length: number, serial: number): void {
+    this.queuedFd = -1;
+    this.queuedBuf = null;
+    this.gathered = 0;
+    this.fileFd = -1;
+    let flags = serial | (this.owners ? FILE_WRITER.CHOWN : 0);
+    if (this.opts.sync === 'fsync') flags |= FILE_WRITER.FSYNC;
+    const [aSec, aNsec] = atimeOf(e);
+    try {
+      this.n.fileWriterSubmit(
+        this.writer as FileWriterHandle,
+        fd,
+        data,
+        offset,
+        data === null ? 0 : length,
+        0,
+        flags,
+        e.uid,
+        e.gid,
+        e.mode,
+        aSec,
+        aNsec,
+        e.mtimeSec,
+        e.mtimeNsec,
+        e.xattrs ? [...e.xattrs] : null,
+        e.name,
+      );
+    } catch (err) {
+      // An earlier file's failure, reported now: name that file.
+      throw wrap(err, (err as { path?: string }).path || e.name);
+    }
+  }
+
+  /** Waits for the file writer; its first failure fails the apply. */
+  private drainWriter(): void {
+    if (this.writer === null) return;
+    try {
+      this.n.fileWriterDrain(this.writer);
+    } catch (err) {
+      throw wrap(err, (err as { path?: string }).path ?? '');
+    }
+  }
+
   /** Directory times, then the sync. Call once after the reader saw the end of the archive. */
   finish(): void {
+    this.drainWriter();
     this.closeRetired();
     for (const { path, e } of this.dirTimes) {
       const comps = path === '' ? [] : path.split('/');
@@ -184,9 +279,22 @@ export class Applier implements TarSink {
   }
 
   close(): void {
+    // First the writer: every fd it holds is closed before the caller may discard the snapshot, and a large
+    // file's queued pieces must be written before its fd (still ours) is closed and its number reused.
+    if (this.writer !== null) {
+      try {
+        this.n.fileWriterDrain(this.writer);
+      } catch {
+        // Reported by finish(), or the apply already failed for another reason.
+      }
+    }
     if (this.fileFd >= 0) {
       fs.closeSync(this.fileFd);
       this.fileFd = -1;
+    }
+    if (this.queuedFd >= 0) {
+      fs.closeSync(this.queuedFd);
+      this.queuedFd = -1;
     }
     this.dropParents();
     for (const fd of this.lowerFds) fs.closeSync(fd);
@@ -251,7 +359,13 @@ export class Applier implements TarSink {
       fd = this.n.openat2(pfd, base, flags, 0o600, ONE);
     }
     this.stats.files++;
+    if (this.writer !== null && e.size <= QUEUED_FILE_MAX) {
+      this.queuedFd = fd;
+      this.queuedSize = e.size;
+      return;
+    }
     this.fileFd = fd;
+    this.filePos = 0;
     this.filePfd = pfd;
     this.fileBase = base;
     this.fileName = path;
@@ -733,14 +847,17 @@ export class Applier implements TarSink {
   }
 
   private setTimes(pfd: number, base: string, e: TarEntry): void {
-    let aSec = e.mtimeSec;
-    let aNsec = e.mtimeNsec;
-    if (e.atimeSec >= 0 && (e.atimeSec > e.mtimeSec || (e.atimeSec === e.mtimeSec && e.atimeNsec > e.mtimeNsec))) {
-      aSec = e.atimeSec;
-      aNsec = e.atimeNsec;
-    }
+    const [aSec, aNsec] = atimeOf(e);
     this.n.utimensat(pfd, base, aSec, aNsec, e.mtimeSec, e.mtimeNsec, AT.SYMLINK_NOFOLLOW);
   }
+}
+
+/** The access time to set: the archive's when it has one later than mtime, else mtime. */
+function atimeOf(e: TarEntry): [number, number] {
+  if (e.atimeSec >= 0 && (e.atimeSec > e.mtimeSec || (e.atimeSec === e.mtimeSec && e.atimeNsec > e.mtimeNsec))) {
+    return [e.atimeSec, e.atimeNsec];
+  }
+  return [e.mtimeSec, e.mtimeNsec];
 }
 
 function isWhiteoutDevice(st: number[]): boolean {

@@ -19,19 +19,27 @@ export const DEFAULT_PATH_LIMITS: PathLimits = { maxPathBytes: 4095, maxDepth: 1
 export function splitName(name: string, what: string, limits: PathLimits = DEFAULT_PATH_LIMITS): string[] {
   if (name.length === 0) throw new UnpackError('corrupt', `empty ${what}`);
   if (name.includes('\0')) throw new UnpackError('unsafe', `${what} ${JSON.stringify(name)} contains a NUL byte`);
-  if (Buffer.byteLength(name) > limits.maxPathBytes) {
-    throw new UnpackError('limit', `${what} of ${Buffer.byteLength(name)} bytes exceeds the limit of ${limits.maxPathBytes}`);
+  // Byte lengths: an ASCII name (nearly all) has as many bytes as characters.
+  const ascii = isAscii(name);
+  const bytes = ascii ? name.length : Buffer.byteLength(name);
+  if (bytes > limits.maxPathBytes) {
+    throw new UnpackError('limit', `${what} of ${bytes} bytes exceeds the limit of ${limits.maxPathBytes}`);
   }
   const parts = name.split('/');
   const out: string[] = [];
   for (const p of parts) {
     if (p === '' || p === '.') continue;
     if (p === '..') throw new UnpackError('unsafe', `${what} ${JSON.stringify(name)} contains a ".." component`);
-    if (Buffer.byteLength(p) > 255) throw new UnpackError('limit', `a component of ${what} ${JSON.stringify(name.slice(0, 80))}… is longer than 255 bytes`);
+    if (p.length > 255 / 3 && (ascii ? p.length : Buffer.byteLength(p)) > 255) throw new UnpackError('limit', `a component of ${what} ${JSON.stringify(name.slice(0, 80))}… is longer than 255 bytes`);
     out.push(p);
   }
   if (out.length > limits.maxDepth) throw new UnpackError('limit', `${what} is ${out.length} levels deep (limit ${limits.maxDepth})`);
   return out;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }
 
 /**

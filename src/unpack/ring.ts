@@ -86,6 +86,8 @@ export class RingReader {
   private readonly data: Uint8Array;
   private pos = 0;
   private held = 0;
+  /** Time spent waiting for the producer: tells whether decompression or applying bounds an unpack. */
+  waitedMs = 0;
 
   constructor(bufs: RingBuffers) {
     this.ctrl = new Int32Array(bufs.ctrl);
@@ -108,7 +110,9 @@ export class RingReader {
       const state = Atomics.load(this.ctrl, STATE);
       if (state === RING_STATE.done) return null;
       if (state === RING_STATE.producerFailed) throw new RingAborted();
+      const t0 = performance.now();
       Atomics.wait(this.ctrl, AVAIL, 0, 1000);
+      this.waitedMs += performance.now() - t0;
     }
   }
 

@@ -393,15 +393,18 @@ function isZeroBlock(h: Uint8Array, o: number): boolean {
 }
 
 function verifyChecksum(h: Uint8Array, o: number, pos: number): void {
-  let unsigned = 0;
+  // The checksum field itself counts as eight spaces. The signed sum (old writers) only when unsigned fails.
+  let unsigned = 8 * 0x20;
+  for (let i = o; i < o + 148; i++) unsigned += h[i];
+  for (let i = o + 156; i < o + BLOCK; i++) unsigned += h[i];
+  const stored = readOctal(h, o + 148, 8);
+  if (stored === unsigned) return;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
     const b = i >= 148 && i < 156 ? 0x20 : h[o + i];
-    unsigned += b;
     signed += b > 127 ? b - 256 : b;
   }
-  const stored = readOctal(h, o + 148, 8);
-  if (stored !== unsigned && stored !== signed) {
+  if (stored !== signed) {
     throw new UnpackError('corrupt', `bad tar header checksum at byte ${pos} (stored ${stored}, computed ${unsigned})`);
   }
 }
@@ -485,11 +488,16 @@ function parsePax(buf: Buffer, pos: number): Map<string, Buffer> {
   while (off < buf.length) {
     // Some writers pad the header with NULs after the last record.
     if (buf[off] === 0) break;
-    const sp = buf.indexOf(0x20, off);
-    if (sp < 0 || sp - off > 12) throw new UnpackError('corrupt', `malformed PAX record near byte ${pos}`);
-    const lenStr = buf.toString('latin1', off, sp);
-    if (!/^[0-9]+$/.test(lenStr)) throw new UnpackError('corrupt', `malformed PAX record length "${lenStr}" near byte ${pos}`);
-    const recLen = Number(lenStr);
+    // The decimal length, read in place: up to 12 digits, then a space.
+    let recLen = 0;
+    let sp = off;
+    for (; sp < buf.length && sp - off <= 12; sp++) {
+      const c = buf[sp];
+      if (c === 0x20) break;
+      if (c < 0x30 || c > 0x39) throw new UnpackError('corrupt', `malformed PAX record length "${buf.toString('latin1', off, sp + 1)}" near byte ${pos}`);
+      recLen = recLen * 10 + (c - 0x30);
+    }
+    if (sp === off || sp >= buf.length || buf[sp] !== 0x20) throw new UnpackError('corrupt', `malformed PAX record near byte ${pos}`);
     const end = off + recLen;
     if (recLen <= sp - off + 1 || end > buf.length || buf[end - 1] !== 0x0a) {
       throw new UnpackError('corrupt', `malformed PAX record (length ${recLen}) near byte ${pos}`);
@@ -520,6 +528,27 @@ function paxInteger(v: Buffer, key: string): number {
 
 /** PAX times: decimal seconds with an optional fraction (nanoseconds kept; finer digits dropped). */
 function paxTime(v: Buffer, key: string): [number, number] {
+  // The common form (what GNU tar and Go write), parsed in place: up to 15 digits, a dot, digits.
+  let i = 0;
+  let sec = 0;
+  while (i < v.length && i < 15 && v[i] >= 0x30 && v[i] <= 0x39) sec = sec * 10 + (v[i++] - 0x30);
+  if (i > 0 && (i === v.length || v[i] === 0x2e)) {
+    let nsec = 0;
+    let j = i + 1;
+    let digits = 0;
+    for (; j < v.length && v[j] >= 0x30 && v[j] <= 0x39; j++) {
+      if (digits < 9) nsec = nsec * 10 + (v[j] - 0x30);
+      digits++;
+    }
+    if (i === v.length || j === v.length) {
+      for (; digits < 9; digits++) nsec *= 10;
+      return [sec, nsec];
+    }
+  }
+  return paxTimeSlow(v, key);
+}
+
+function paxTimeSlow(v: Buffer, key: string): [number, number] {
   const s = v.toString('latin1');
   const m = /^(-?[0-9]{1,15})(?:\.([0-9]*))?$/.exec(s);
   if (!m) throw new UnpackError('corrupt', `PAX ${key}="${s.slice(0, 40)}" is not a time`);

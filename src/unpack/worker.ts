@@ -27,6 +27,7 @@ function run(input: WorkerInput): WorkerResult {
       reader.release();
     }
     tar.finish();
+    applier.stats.inputWaitMs = reader.waitedMs;
     applier.finish();
     return { ok: true, stats: applier.stats, uncompressedBytes: bytes, digest: hash ? hash.digest('hex') : null, tarEntries: tar.entries };
   } catch (e) {

@@ -43,9 +43,9 @@ export const command: Command = {
         sync,
       });
       if (wantsJson(io)) {
-        io.stdout.write(json({ diffId: r.diffId, compression: r.compression, compressedBytes: r.compressedBytes, bytes: r.uncompressedBytes, entries: r.entries, durationMs: Math.round(r.durationMs), syncMs: Math.round(r.stats.syncMs) }));
+        io.stdout.write(json({ diffId: r.diffId, compression: r.compression, compressedBytes: r.compressedBytes, bytes: r.uncompressedBytes, entries: r.entries, durationMs: Math.round(r.durationMs), syncMs: Math.round(r.stats.syncMs), inputWaitMs: Math.round(r.stats.inputWaitMs) }));
       } else {
-        io.stdout.write(`${r.diffId}\n${r.entries} entries, ${formatRate(r.uncompressedBytes, r.durationMs)} (${r.compression}, sync ${Math.round(r.stats.syncMs)} ms)\n`);
+        io.stdout.write(`${r.diffId}\n${r.entries} entries, ${formatRate(r.uncompressedBytes, r.durationMs)} (${r.compression}, sync ${Math.round(r.stats.syncMs)} ms, waited ${Math.round(r.stats.inputWaitMs)} ms for input)\n`);
       }
       return 0;
     } catch (e) {
