@@ -102,6 +102,8 @@ export interface NativeBinding {
   ): void;
   /** Waits until every submitted file is finished; throws the first failure. */
   fileWriterDrain(writer: FileWriterHandle): void;
+  /** Milliseconds submit() has spent waiting for the threads to make room (they were the bottleneck). */
+  fileWriterWaitMs(writer: FileWriterHandle): number;
 }
 
 /** An opaque handle; its threads stop and its queued fds are closed when it is garbage-collected. */

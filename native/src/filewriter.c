@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FW_MAX_THREADS 8
@@ -74,6 +75,7 @@ struct fw_writer {
   int pending; /* queued or running */
   int unsignaled; /* jobs queued since the writers were last woken */
   bool room_waiter, idle_waiter;
+  uint64_t room_wait_ns; /* time submit() spent waiting for the threads: they, not the caller, were behind */
   int nthreads;
   pthread_t threads[FW_MAX_THREADS];
   fw_thread_arg args[FW_MAX_THREADS];
@@ -379,11 +381,17 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
 
   pthread_mutex_lock(&w->mu);
   /* A job larger than the whole budget still goes through, alone. */
-  while (w->err == 0 && w->pending > 0 && w->queued + j->cost > w->max_bytes) {
-    fw_kick(w);
-    w->room_waiter = true;
-    pthread_cond_wait(&w->room, &w->mu);
-    w->room_waiter = false;
+  if (w->err == 0 && w->pending > 0 && w->queued + j->cost > w->max_bytes) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (w->err == 0 && w->pending > 0 && w->queued + j->cost > w->max_bytes) {
+      fw_kick(w);
+      w->room_waiter = true;
+      pthread_cond_wait(&w->room, &w->mu);
+      w->room_waiter = false;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    w->room_wait_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   }
   bool ok = fw_check(env, w);
   if (ok) {
@@ -424,11 +432,24 @@ static napi_value js_drain(napi_env env, napi_callback_info info) {
   return ok ? js_undefined(env) : NULL;
 }
 
+/* fileWriterWaitMs(writer): how long submit() has waited for room, in milliseconds. */
+static napi_value js_wait_ms(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  fw_writer *w = get_writer(env, argv[0]);
+  if (w == NULL) return NULL;
+  pthread_mutex_lock(&w->mu);
+  double ms = (double)w->room_wait_ns / 1e6;
+  pthread_mutex_unlock(&w->mu);
+  return js_number(env, ms);
+}
+
 bool init_filewriter(napi_env env, napi_value exports) {
   static const strata_fn fns[] = {
       {"fileWriterCreate", js_create},
       {"fileWriterSubmit", js_submit},
       {"fileWriterDrain", js_drain},
+      {"fileWriterWaitMs", js_wait_ms},
   };
   return register_fns(env, exports, fns, COUNT_OF(fns));
 }

@@ -49,6 +49,8 @@ export interface ApplyStats {
   syncMs: number;
   /** Time the applier waited for decompressed input (set by the worker). */
   inputWaitMs: number;
+  /** Time the applier waited for the file writer's threads to catch up. */
+  writerWaitMs: number;
 }
 
 const S_IFMT = 0o170000;
@@ -83,7 +85,7 @@ function codeOf(e: unknown): string | undefined {
 }
 
 export class Applier implements TarSink {
-  readonly stats: ApplyStats = { entries: 0, files: 0, dirs: 0, dataBytes: 0, whiteouts: 0, syncMs: 0, inputWaitMs: 0 };
+  readonly stats: ApplyStats = { entries: 0, files: 0, dirs: 0, dataBytes: 0, whiteouts: 0, syncMs: 0, inputWaitMs: 0, writerWaitMs: 0 };
   private readonly n: NativeBinding;
   private readonly rootFd: number;
   private readonly lowerFds: number[];
@@ -256,6 +258,7 @@ export class Applier implements TarSink {
   /** Directory times, then the sync. Call once after the reader saw the end of the archive. */
   finish(): void {
     this.drainWriter();
+    if (this.writer !== null) this.stats.writerWaitMs = this.n.fileWriterWaitMs(this.writer);
     this.closeRetired();
     for (const { path, e } of this.dirTimes) {
       const comps = path === '' ? [] : path.split('/');

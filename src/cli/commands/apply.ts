@@ -43,9 +43,9 @@ export const command: Command = {
         sync,
       });
       if (wantsJson(io)) {
-        io.stdout.write(json({ diffId: r.diffId, compression: r.compression, compressedBytes: r.compressedBytes, bytes: r.uncompressedBytes, entries: r.entries, durationMs: Math.round(r.durationMs), syncMs: Math.round(r.stats.syncMs), inputWaitMs: Math.round(r.stats.inputWaitMs) }));
+        io.stdout.write(json({ diffId: r.diffId, compression: r.compression, compressedBytes: r.compressedBytes, bytes: r.uncompressedBytes, entries: r.entries, durationMs: Math.round(r.durationMs), syncMs: Math.round(r.stats.syncMs), inputWaitMs: Math.round(r.stats.inputWaitMs), writerWaitMs: Math.round(r.stats.writerWaitMs) }));
       } else {
-        io.stdout.write(`${r.diffId}\n${r.entries} entries, ${formatRate(r.uncompressedBytes, r.durationMs)} (${r.compression}, sync ${Math.round(r.stats.syncMs)} ms, waited ${Math.round(r.stats.inputWaitMs)} ms for input)\n`);
+        io.stdout.write(`${r.diffId}\n${r.entries} entries, ${formatRate(r.uncompressedBytes, r.durationMs)} (${r.compression}, sync ${Math.round(r.stats.syncMs)} ms, waited ${Math.round(r.stats.inputWaitMs)} ms for input, ${Math.round(r.stats.writerWaitMs)} ms for the file writer)\n`);
       }
       return 0;
     } catch (e) {
