@@ -71,6 +71,13 @@ export interface NativeBinding {
   /** quotactl(Q_XGETQUOTA / Q_GETQUOTA) for a project: [bytesUsed, inodesUsed]; [0, 0] for an unused project. */
   getProjectUsage(blockDevice: string, projectId: number): [number, number];
 
+  // --- memory -----------------------------------------------------------------------------------------
+  /**
+   * mallopt(M_MMAP_THRESHOLD): allocations from this size up are mmapped and given back when freed, with glibc's
+   * threshold adjustment off (native/src/memory.c says why). Process-wide; returns whether glibc accepted it.
+   */
+  fixMallocMmapThreshold(bytes: number): boolean;
+
   // --- the applier's file writer (native/src/filewriter.c) ----------------------------------------------
   /** Threads that finish regular files off the apply worker; queued data is bounded by maxQueuedBytes. */
   fileWriterCreate(threads: number, maxQueuedBytes: number): FileWriterHandle;

@@ -44,6 +44,7 @@ napi_value js_undefined(napi_env env);
 napi_value js_null(napi_env env);
 napi_value js_number(napi_env env, double d);
 napi_value js_int(napi_env env, int32_t i);
+napi_value js_bool(napi_env env, bool b);
 
 /* Each group registers its functions on exports. */
 typedef struct {
@@ -59,6 +60,7 @@ bool init_mount(napi_env env, napi_value exports);
 bool init_btrfs(napi_env env, napi_value exports);
 bool init_quota(napi_env env, napi_value exports);
 bool init_filewriter(napi_env env, napi_value exports);
+bool init_memory(napi_env env, napi_value exports);
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

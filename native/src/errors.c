@@ -153,6 +153,12 @@ napi_value js_number(napi_env env, double d) {
   return v;
 }
 
+napi_value js_bool(napi_env env, bool b) {
+  napi_value v = NULL;
+  napi_get_boolean(env, b, &v);
+  return v;
+}
+
 napi_value js_int(napi_env env, int32_t i) {
   napi_value v = NULL;
   napi_create_int32(env, i, &v);

@@ -17,6 +17,7 @@ import type { Config } from './config';
 import type { Closable, DaemonContext } from './context';
 import { extensions } from './extensions';
 import { prepareSocketPath } from './socket';
+import { returnLargeBuffersToKernel } from '../unpack/engine';
 
 /** How long SIGTERM waits for in-flight calls before cutting them off. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -50,6 +51,7 @@ async function pickDriver(cfg: Config, store: MetadataStore, log: Logger): Promi
 }
 
 export async function startDaemon(cfg: Config, log: Logger = createLogger(cfg.logLevel)): Promise<RunningDaemon> {
+  returnLargeBuffersToKernel();
   fs.mkdirSync(cfg.root, { recursive: true, mode: 0o711 });
   const root = fs.realpathSync(cfg.root);
   cfg = { ...cfg, root };

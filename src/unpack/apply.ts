@@ -73,7 +73,7 @@ const PARENT_CACHE_MAX = 128;
 /** Files up to this size go to the file writer whole; bigger ones in pieces, in order (its serial queue). */
 const QUEUED_FILE_MAX = 1 << 20;
 /** Data the file writer may hold before the applier waits for it (bounds the apply's memory). */
-const WRITER_QUEUE_BYTES = 8 << 20;
+const WRITER_QUEUE_BYTES = 4 << 20;
 
 interface SysError {
   code?: string;

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
+import { native } from '../../native';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
 import { decompressor, detectCompression, type Compression } from './compression';
 import { UnpackError } from './errors';
@@ -70,6 +71,14 @@ export interface ApplyResult {
 
 const PROGRESS_MS = 100;
 const FEED = 64 << 10;
+
+/**
+ * For processes that unpack (the daemon, `snapctl apply`): buffers of 128 KiB and more go back to the kernel when
+ * freed instead of staying in the heap (native/src/memory.c has the figures). Call once at startup.
+ */
+export function returnLargeBuffersToKernel(): void {
+  native().fixMallocMmapThreshold(128 << 10);
+}
 
 export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {
   const t0 = performance.now();
