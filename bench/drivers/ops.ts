@@ -1,12 +1,12 @@
 /**
  * Driver-level operation latencies for btrfs (native ioctls vs the btrfs program) and ZFS, on the loopback
  * backends the tests use: Prepare (create on a committed parent), Commit, Usage, Remove. Not a test (nothing is
- * asserted): run `node dist/test/btrfs/bench-ops.js [iterations]` as root. The project-wide ops bench (bench/)
+ * asserted): run `node dist/bench/drivers/ops.js [iterations]` as root. The daemon-level ops bench (bench/ops)
  * compares drivers through the daemon; this one isolates what each driver's own calls cost.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BACKEND_BASE, backendMissing, cleanupStale, createBtrfs, createZfsPool, uniqueName } from '../helpers/backends';
+import { BACKEND_BASE, backendMissing, cleanupStale, createBtrfs, createZfsPool, uniqueName } from '../../test/helpers/backends';
 import * as btrfs from '../../drivers/btrfs';
 import * as zfs from '../../drivers/zfs';
 import type { Driver, SnapshotRef } from '../../drivers/driver';
