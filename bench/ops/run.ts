@@ -194,7 +194,8 @@ async function main(): Promise<number> {
     return e;
   });
   const log = (s: string): void => void process.stderr.write(`# ${s}\n`);
-  const built = buildGoClient();
+  // STRATA_BENCH_GO=0: Node client only (inside the dm VM, building grpc-go under emulation takes many minutes).
+  const built = process.env.STRATA_BENCH_GO === '0' ? { missing: 'STRATA_BENCH_GO=0' } : buildGoClient();
   if ('missing' in built) log(`Go client rows skipped: ${built.missing} (scripts/bench.sh installs both)`);
   const goBin = 'bin' in built ? built.bin : undefined;
   const outcomes: DriverOutcome[] = [];

@@ -218,6 +218,13 @@ static fw_writer *get_writer(napi_env env, napi_value v) {
   return data;
 }
 
+/* The writer of a call whose only argument is one. */
+static fw_writer *only_writer_arg(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  return get_writer(env, argv[0]);
+}
+
 /* Throws the kept failure, if any (lock held by the caller). */
 static bool fw_check(napi_env env, fw_writer *w) {
   if (w->err == 0) return true;
@@ -416,9 +423,7 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
 
 /* fileWriterDrain(writer): waits until every submitted file is finished; throws the first failure. */
 static napi_value js_drain(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  fw_writer *w = get_writer(env, argv[0]);
+  fw_writer *w = only_writer_arg(env, info);
   if (w == NULL) return NULL;
   pthread_mutex_lock(&w->mu);
   fw_kick(w);
@@ -434,9 +439,7 @@ static napi_value js_drain(napi_env env, napi_callback_info info) {
 
 /* fileWriterWaitMs(writer): how long submit() has waited for room, in milliseconds. */
 static napi_value js_wait_ms(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  fw_writer *w = get_writer(env, argv[0]);
+  fw_writer *w = only_writer_arg(env, info);
   if (w == NULL) return NULL;
   pthread_mutex_lock(&w->mu);
   double ms = (double)w->room_wait_ns / 1e6;
