@@ -32,11 +32,6 @@ export interface ApplierOptions {
   devices?: 'create' | 'refuse';
   sync?: SyncMode;
   pathLimits?: PathLimits;
-  /**
-   * Threads that finish small regular files (data, owner, mode, xattrs, times, close) while the applier goes on
-   * with the next entry (native/src/filewriter.c). 0 does it all on the applier's thread. Default 2.
-   */
-  writerThreads?: number;
 }
 
 export interface ApplyStats {
@@ -70,6 +65,8 @@ const IN_ROOT = RESOLVE.IN_ROOT | RESOLVE.NO_MAGICLINKS;
 /** For opening one component below an fd: never follow a symlink, never leave the directory. */
 const ONE = RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS | RESOLVE.NO_MAGICLINKS;
 const PARENT_CACHE_MAX = 128;
+/** Threads that finish regular files (data, owner, mode, xattrs, times, close) off the applier's thread. */
+const WRITER_THREADS = 2;
 /** Files up to this size go to the file writer whole; bigger ones in pieces, in order (its serial queue). */
 const QUEUED_FILE_MAX = 1 << 20;
 /** Data the file writer may hold before the applier waits for it (bounds the apply's memory). */
@@ -99,13 +96,11 @@ export class Applier implements TarSink {
   private readonly created: Set<number> | null;
   /** Directory times are set at the very end, after every child has been written. */
   private readonly dirTimes: Array<{ path: string; e: TarEntry }> = [];
-  // The large regular file being written (through the file writer's serial queue, or here without a writer).
+  // The large regular file being written, in pieces, through the file writer's serial queue.
   private fileFd = -1;
-  private filePfd = -1;
-  private fileBase = '';
   private fileName = '';
   private filePos = 0;
-  private readonly writer: FileWriterHandle | null;
+  private readonly writer: FileWriterHandle;
   // The small file being collected for the file writer: its data is one slice of the ring when it arrived in one
   // piece (the usual case; the slice stays valid until entryEnd, which the reader calls in the same push), else
   // it is gathered in `gather`.
@@ -128,8 +123,7 @@ export class Applier implements TarSink {
     this.overlayPrefix = opts.userxattr ? 'user.overlay.' : 'trusted.overlay.';
     this.created = opts.whiteouts === 'delete' ? new Set() : null;
     this.rootFd = this.n.openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0, 0);
-    const threads = opts.writerThreads ?? 2;
-    this.writer = threads > 0 ? this.n.fileWriterCreate(threads, WRITER_QUEUE_BYTES) : null;
+    this.writer = this.n.fileWriterCreate(WRITER_THREADS, WRITER_QUEUE_BYTES);
     this.lowerFds = [];
     try {
       for (const d of opts.whiteouts === 'overlay' ? (opts.lowerDirs ?? []) : []) {
@@ -171,44 +165,18 @@ export class Applier implements TarSink {
     }
     // A skipped entry's data is read past, never written.
     if (this.fileFd < 0) return;
-    if (this.writer !== null) {
-      try {
-        this.n.fileWriterSubmit(this.writer, this.fileFd, buf, offset, length, this.filePos, FILE_WRITER.PART | FILE_WRITER.SERIAL, 0, 0, 0, 0, 0, 0, 0, null, this.fileName);
-      } catch (err) {
-        throw wrap(err, (err as { path?: string }).path || this.fileName);
-      }
-      this.filePos += length;
-      this.stats.dataBytes += length;
-      return;
-    }
-    let off = offset;
-    const end = offset + length;
     try {
-      while (off < end) off += fs.writeSync(this.fileFd, buf, off, end - off);
+      this.n.fileWriterSubmit(this.writer, this.fileFd, buf, offset, length, this.filePos, FILE_WRITER.PART | FILE_WRITER.SERIAL, 0, 0, 0, 0, 0, 0, 0, null, this.fileName);
     } catch (err) {
-      throw wrap(err, this.fileName);
+      throw writerFailure(err, this.fileName);
     }
+    this.filePos += length;
     this.stats.dataBytes += length;
   }
 
   entryEnd(e: TarEntry): void {
     if (this.queuedFd >= 0) return this.submitFinal(e, this.queuedFd, this.queuedBuf, this.queuedOff, this.queuedSize, 0);
-    if (this.fileFd < 0) return;
-    if (this.writer !== null) return this.submitFinal(e, this.fileFd, null, 0, 0, FILE_WRITER.SERIAL);
-    const fd = this.fileFd;
-    this.fileFd = -1;
-    try {
-      if (this.owners) fs.fchownSync(fd, e.uid, e.gid);
-      // After chown: the kernel clears setuid/setgid on chown, so the mode must come second.
-      fs.fchmodSync(fd, e.mode);
-      if (e.xattrs) this.setXattrsFd(fd, e.xattrs);
-      this.setTimes(this.filePfd, this.fileBase, e);
-      if (this.opts.sync === 'fsync') fs.fsyncSync(fd);
-    } catch (err) {
-      throw wrap(err, e.name);
-    } finally {
-      fs.closeSync(fd);
-    }
+    if (this.fileFd >= 0) this.submitFinal(e, this.fileFd, null, 0, 0, FILE_WRITER.SERIAL);
   }
 
   /** The file's final job: its (remaining) data, then metadata and close. The writer owns fd from here on. */
@@ -222,7 +190,7 @@ export class Applier implements TarSink {
     const [aSec, aNsec] = atimeOf(e);
     try {
       this.n.fileWriterSubmit(
-        this.writer as FileWriterHandle,
+        this.writer,
         fd,
         data,
         offset,
@@ -240,25 +208,23 @@ export class Applier implements TarSink {
         e.name,
       );
     } catch (err) {
-      // An earlier file's failure, reported now: name that file.
-      throw wrap(err, (err as { path?: string }).path || e.name);
+      throw writerFailure(err, e.name);
     }
   }
 
   /** Waits for the file writer; its first failure fails the apply. */
   private drainWriter(): void {
-    if (this.writer === null) return;
     try {
       this.n.fileWriterDrain(this.writer);
     } catch (err) {
-      throw wrap(err, (err as { path?: string }).path ?? '');
+      throw writerFailure(err, '');
     }
   }
 
   /** Directory times, then the sync. Call once after the reader saw the end of the archive. */
   finish(): void {
     this.drainWriter();
-    if (this.writer !== null) this.stats.writerWaitMs = this.n.fileWriterWaitMs(this.writer);
+    this.stats.writerWaitMs = this.n.fileWriterWaitMs(this.writer);
     this.closeRetired();
     for (const { path, e } of this.dirTimes) {
       const comps = path === '' ? [] : path.split('/');
@@ -284,12 +250,10 @@ export class Applier implements TarSink {
   close(): void {
     // First the writer: every fd it holds is closed before the caller may discard the snapshot, and a large
     // file's queued pieces must be written before its fd (still ours) is closed and its number reused.
-    if (this.writer !== null) {
-      try {
-        this.n.fileWriterDrain(this.writer);
-      } catch {
-        // Reported by finish(), or the apply already failed for another reason.
-      }
+    try {
+      this.n.fileWriterDrain(this.writer);
+    } catch {
+      // Reported by finish(), or the apply already failed for another reason.
     }
     if (this.fileFd >= 0) {
       fs.closeSync(this.fileFd);
@@ -362,15 +326,13 @@ export class Applier implements TarSink {
       fd = this.n.openat2(pfd, base, flags, 0o600, ONE);
     }
     this.stats.files++;
-    if (this.writer !== null && e.size <= QUEUED_FILE_MAX) {
+    if (e.size <= QUEUED_FILE_MAX) {
       this.queuedFd = fd;
       this.queuedSize = e.size;
       return;
     }
     this.fileFd = fd;
     this.filePos = 0;
-    this.filePfd = pfd;
-    this.fileBase = base;
     this.fileName = path;
   }
 
@@ -865,6 +827,11 @@ function atimeOf(e: TarEntry): [number, number] {
 
 function isWhiteoutDevice(st: number[]): boolean {
   return (st[0] & S_IFMT) === S_IFCHR && st[7] === 0 && st[8] === 0;
+}
+
+/** A file writer failure may be an earlier file's, reported now: it names that file (the error's path). */
+function writerFailure(err: unknown, current: string): UnpackError {
+  return wrap(err, (err as { path?: string }).path || current);
 }
 
 /** Syscall failures become UnpackErrors naming the entry; UnpackErrors pass through. */
