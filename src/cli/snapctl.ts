@@ -8,10 +8,10 @@
  * the Command interface stays argv + io and every command, whoever wrote it, sees the same globals.
  */
 import type { CliIO, Command } from './command';
-import { commands } from './commands/index';
+import { commandFor, commands } from './commands/index';
 import { EXIT, EXIT_HELP, reportError } from './commands/common';
 import { OUTPUT_ENV, table } from './format';
-import { DEFAULT_ADDRESS } from '../client/snapshots';
+import { DEFAULT_ADDRESS } from '../client/address';
 
 interface Globals {
   address?: string;
@@ -83,9 +83,11 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
   if (g.address) env.STRATA_ADDRESS = g.address;
   if (g.json) env[OUTPUT_ENV] = 'json';
   const cio: CliIO = { ...io, env };
-  const all = commands();
-
   const words = g.rest[0] === 'help' ? g.rest.slice(1) : g.rest;
+  const direct = g.rest[0] === 'help' || g.help || g.rest.length === 0 ? undefined : commandFor(words);
+  if (direct) return runCommand(direct, g.rest.slice(direct.name.length), cio);
+
+  const all = commands();
   const cmd = findCommand(all, words);
   if (g.rest[0] === 'help' || (g.help && !cmd) || g.rest.length === 0) {
     if (cmd) io.stdout.write(`usage: ${cmd.usage}\n`);
@@ -102,10 +104,14 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
     io.stdout.write(`${cmd.summary}\n\nusage: ${cmd.usage}\n`);
     return EXIT.ok;
   }
+  return runCommand(cmd, g.rest.slice(cmd.name.length), cio);
+}
+
+async function runCommand(cmd: Command, argv: string[], io: CliIO): Promise<number> {
   try {
-    return await cmd.run(g.rest.slice(cmd.name.length), cio);
+    return await cmd.run(argv, io);
   } catch (e) {
-    return reportError(e, cio, cmd.usage);
+    return reportError(e, io, cmd.usage);
   }
 }
 

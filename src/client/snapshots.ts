@@ -10,12 +10,7 @@ import {
 } from '../gen/containerd/services/snapshots/v1/snapshots';
 import type { Info, Kind, Labels, Mount } from '../core/types';
 
-export const DEFAULT_ADDRESS = '/run/strata/strata.sock';
-
-/** The socket address from a flag, then STRATA_ADDRESS, then the default. */
-export function resolveAddress(flag?: string): string {
-  return flag || process.env.STRATA_ADDRESS || DEFAULT_ADDRESS;
-}
+export { DEFAULT_ADDRESS, resolveAddress } from './address';
 
 export function grpcTarget(address: string): string {
   return address.startsWith('unix:') ? address : `unix:${address}`;

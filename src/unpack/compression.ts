@@ -1,6 +1,6 @@
 /**
  * Compression by magic bytes, never by file name: gzip (Node's zlib, faster here than GNU gzip), zstd
- * (zstd-napi, native and streaming), or an uncompressed tar. xz and bzip2 are named in the refusal.
+ * (zstd-napi's streaming context, see zstd-ring.ts), or an uncompressed tar. xz and bzip2 are named in the refusal.
  */
 import type { Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -23,10 +23,7 @@ export function detectCompression(head: Uint8Array): Compression {
 /** Large output chunks: fewer hand-offs to the ring, and a chunk per syscall batch on the worker. */
 const CHUNK = 256 << 10;
 
-export function decompressor(c: Exclude<Compression, 'none'>): Transform {
-  if (c === 'gzip') return zlib.createGunzip({ chunkSize: CHUNK });
-  // Loaded lazily: a plain or gzip layer never needs the native zstd binding.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { DecompressStream } = require('zstd-napi') as typeof import('zstd-napi');
-  return new DecompressStream();
+/** gzip runs as a Node stream (zlib works on the libuv pool); zstd is decompressed in place (zstd-ring.ts). */
+export function gunzip(): Transform {
+  return zlib.createGunzip({ chunkSize: CHUNK });
 }

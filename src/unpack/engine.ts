@@ -1,7 +1,7 @@
 /**
  * applyLayer(): a layer blob (file or stream) → files under a directory. The main thread reads and
- * decompresses (async, so the daemon's event loop keeps serving), copies the uncompressed bytes into a shared
- * ring, and a worker thread parses and applies them synchronously. The uncompressed stream is hashed on
+ * decompresses (async, so the daemon's event loop keeps serving) into a shared ring (zstd in place, gzip and
+ * plain tar by copy), and a worker thread parses and applies them synchronously. The uncompressed stream is hashed on
  * whichever side has more room (the worker for gzip, the main thread for zstd and plain tar) and compared
  * with the expected diffID. Any failure rejects; the caller discards the snapshot.
  */
@@ -12,11 +12,12 @@ import type { Readable, Transform } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { native } from '../../native';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
-import { decompressor, detectCompression, type Compression } from './compression';
+import { detectCompression, gunzip, type Compression } from './compression';
 import { UnpackError } from './errors';
 import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
 import type { WorkerInput, WorkerResult } from './protocol';
 import { createRing, RingWriter } from './ring';
+import { zstdIntoRing } from './zstd-ring';
 import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
 
 export interface ApplyLayerOptions {
@@ -70,14 +71,14 @@ export interface ApplyResult {
 }
 
 const PROGRESS_MS = 100;
-const FEED = 64 << 10;
 
 /**
- * For processes that unpack (the daemon, `snapctl apply`): buffers of 128 KiB and more go back to the kernel when
- * freed instead of staying in the heap (native/src/memory.c has the figures). Call once at startup.
+ * For processes that unpack (the daemon, `snapctl apply`): allocations above 1 MiB go back to the kernel when
+ * freed instead of staying in the heap (native/src/memory.c has the figures and why not lower). Call once at
+ * startup.
  */
 export function returnLargeBuffersToKernel(): void {
-  native().fixMallocMmapThreshold(128 << 10);
+  native().fixMallocMmapThreshold((1 << 20) + 1);
 }
 
 export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {
@@ -146,15 +147,19 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   let uncompressed = 0;
   let producerError: unknown = null;
   try {
-    const produce = async (chunk: Buffer): Promise<boolean> => {
-      uncompressed += chunk.length;
-      if (hash) hash.update(chunk);
+    // Every uncompressed byte passes here before the worker sees it: counted, hashed, checked against the limits.
+    const accept = (view: Uint8Array): void => {
+      uncompressed += view.length;
+      if (hash) hash.update(view);
       if (limits.maxUncompressed > 0 && uncompressed > limits.maxUncompressed) {
         throw new UnpackError('limit', `the layer uncompresses to more than ${limits.maxUncompressed} bytes`);
       }
       if (uncompressed > limits.ratioAfter && compression !== 'none' && uncompressed > compressed * limits.maxRatio) {
         throw new UnpackError('limit', `decompression ratio above ${limits.maxRatio}:1 after ${uncompressed} bytes: refusing a likely decompression bomb`);
       }
+    };
+    const produce = (chunk: Buffer): Promise<boolean> => {
+      accept(chunk);
       return writer.write(chunk);
     };
     let lastProgress = 0;
@@ -175,8 +180,16 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
         const r = await iter.next();
         chunk = r.done ? null : r.value;
       }
+    } else if (compression === 'zstd') {
+      await zstdIntoRing(first, iter, writer, {
+        input: (n) => void (compressed += n),
+        output: (view) => {
+          accept(view);
+          progress();
+        },
+      });
     } else {
-      const dec = decompressor(compression);
+      const dec = gunzip();
       // Feed the compressed side by hand so reading stops when the worker stops (backpressure end to end).
       let feedError: unknown = null;
       const feed = (async () => {
@@ -184,11 +197,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
           let chunk: Buffer | null = first;
           while (chunk) {
             compressed += chunk.length;
-            // zstd-napi turns each input chunk into all of its output at once: small pieces keep that burst
-            // (and the garbage it leaves) to a few hundred KiB.
-            for (let off = 0; off < chunk.length && !dec.destroyed; off += FEED) {
-              if (!dec.write(chunk.subarray(off, off + FEED))) await drained(dec);
-            }
+            if (!dec.write(chunk)) await drained(dec);
             if (dec.destroyed) break;
             if (writer.consumerFailed) break;
             const r = await iter.next();

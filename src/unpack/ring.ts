@@ -2,8 +2,8 @@
  * A single-producer single-consumer byte ring in a SharedArrayBuffer: the main thread (decompressor) writes,
  * the apply worker reads. It bounds memory whatever the layer size and gives backpressure both ways: the
  * worker blocks (Atomics.wait, it is synchronous by design) when empty, the producer awaits
- * (Atomics.waitAsync, never blocking the event loop) when full. One copy into the ring is the price; it is far
- * cheaper than the syscalls the worker makes for the same bytes.
+ * (Atomics.waitAsync, never blocking the event loop) when full. A producer that can write in place (zstd)
+ * reserves a run and commits it; others pay one copy.
  */
 
 /** Control words (Int32 indexes). AVAIL is the only word both sides modify; each side keeps its own offset. */
@@ -41,31 +41,46 @@ export class RingWriter {
 
   /** Copies all of chunk into the ring, waiting for room. Resolves false when the consumer failed. */
   async write(chunk: Uint8Array): Promise<boolean> {
-    const size = this.data.length;
     let off = 0;
     while (off < chunk.length) {
-      const avail = Atomics.load(this.ctrl, AVAIL);
-      if (Atomics.load(this.ctrl, STATE) !== RING_STATE.running) return false;
-      if (avail === size) {
-        // Full: sleep until the consumer takes some (it notifies on AVAIL) or fails.
-        // The timeout covers a failure signalled between the state check and the wait. A pending waitAsync
-        // does not keep the event loop alive; the timer does, so the process cannot exit mid-apply.
-        const w = Atomics.waitAsync(this.ctrl, AVAIL, size, 100);
-        if (w.async) {
-          const keep = setTimeout(() => undefined, 1000);
-          await w.value;
-          clearTimeout(keep);
-        }
-        continue;
-      }
-      const room = Math.min(size - avail, size - this.pos, chunk.length - off);
-      this.data.set(chunk.subarray(off, off + room), this.pos);
-      this.pos = (this.pos + room) % size;
-      off += room;
-      Atomics.add(this.ctrl, AVAIL, room);
-      Atomics.notify(this.ctrl, AVAIL);
+      const room = await this.reserve(chunk.length - off);
+      if (room === null) return false;
+      room.set(chunk.subarray(off, off + room.length));
+      off += room.length;
+      this.commit(room.length);
     }
     return true;
+  }
+
+  /**
+   * The free run at the write position, at most `max` bytes, waiting while the ring is full; null when the
+   * consumer failed. A producer that can write in place (a decompressor) fills it and commits what it wrote,
+   * which saves the copy write() makes.
+   */
+  async reserve(max: number): Promise<Uint8Array | null> {
+    const size = this.data.length;
+    for (;;) {
+      const avail = Atomics.load(this.ctrl, AVAIL);
+      if (Atomics.load(this.ctrl, STATE) !== RING_STATE.running) return null;
+      if (avail < size) return this.data.subarray(this.pos, this.pos + Math.min(size - avail, size - this.pos, max));
+      // Full: sleep until the consumer takes some (it notifies on AVAIL) or fails.
+      // The timeout covers a failure signalled between the state check and the wait. A pending waitAsync
+      // does not keep the event loop alive; the timer does, so the process cannot exit mid-apply.
+      const w = Atomics.waitAsync(this.ctrl, AVAIL, size, 100);
+      if (w.async) {
+        const keep = setTimeout(() => undefined, 1000);
+        await w.value;
+        clearTimeout(keep);
+      }
+    }
+  }
+
+  /** Hands the first n bytes of the last reserve() to the consumer. */
+  commit(n: number): void {
+    if (n === 0) return;
+    this.pos = (this.pos + n) % this.data.length;
+    Atomics.add(this.ctrl, AVAIL, n);
+    Atomics.notify(this.ctrl, AVAIL);
   }
 
   /** No more bytes: the consumer drains what is left and sees the end. */

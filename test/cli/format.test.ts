@@ -5,7 +5,7 @@ import { humanAge, humanMicros, humanSize, keyValues, shellQuote, table } from '
 import { extractGlobals, findCommand } from '../../src/cli/snapctl';
 import { buildForest, drawForest } from '../../src/cli/commands/tree';
 import { shellCommands } from '../../src/cli/commands/mounts';
-import { commands } from '../../src/cli/commands/index';
+import { commandFor, commands } from '../../src/cli/commands/index';
 import type { Command } from '../../src/cli/command';
 import type { Info } from '../../src/core/types';
 
@@ -70,6 +70,16 @@ test('the registry holds the core commands, each name once', () => {
     assert.ok(names.includes(n), `${n} registered`);
   }
   assert.equal(new Set(names).size, names.length, 'no duplicate command names');
+});
+
+test('loading one command module finds what loading them all finds', () => {
+  const all = commands();
+  for (const c of all) {
+    const words = [...c.name, 'ARG', '--flag'];
+    assert.equal(commandFor(words), findCommand(all, words), `${c.name.join(' ')}: its module is named ${c.name.join('-')}`);
+  }
+  assert.equal(commandFor(['volume']), undefined, 'a group word alone is left to the full lookup (it prints the group)');
+  assert.equal(commandFor(['nope']), undefined);
 });
 
 test('tree draws the parent/child forest; a parent left out by a filter makes a root', () => {

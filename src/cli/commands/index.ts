@@ -49,15 +49,31 @@ function isMissing(e: unknown, file: string): boolean {
   return err.code === 'MODULE_NOT_FOUND' && typeof err.message === 'string' && err.message.includes(`'${file}'`);
 }
 
-export function commands(): Command[] {
-  const out: Command[] = [];
-  for (const m of MODULES) {
-    try {
-      out.push((require(m) as CommandModule).command);
-    } catch (e) {
-      if (!isMissing(e, m)) throw e;
-      if (process.env.STRATA_DEBUG) process.stderr.write(`snapctl: command module ${path.join(__dirname, m)} is missing; left out\n`);
-    }
+function load(m: string): Command | undefined {
+  try {
+    return (require(m) as CommandModule).command;
+  } catch (e) {
+    if (!isMissing(e, m)) throw e;
+    if (process.env.STRATA_DEBUG) process.stderr.write(`snapctl: command module ${path.join(__dirname, m)} is missing; left out\n`);
+    return undefined;
   }
-  return out;
+}
+
+export function commands(): Command[] {
+  return MODULES.map(load).filter((c): c is Command => c !== undefined);
+}
+
+/**
+ * The command the words start with, loading only its module: a module is named after its command's words
+ * joined by '-', longest first as in the full lookup. Undefined when none matches (help, unknown words: the
+ * caller loads them all). One module instead of all keeps `snapctl apply` from loading gRPC it never uses.
+ */
+export function commandFor(words: readonly string[]): Command | undefined {
+  for (let n = words.length; n > 0; n--) {
+    const m = `./${words.slice(0, n).join('-')}`;
+    if (!MODULES.includes(m)) continue;
+    const c = load(m);
+    if (c && c.name.length === n && c.name.every((w, i) => words[i] === w)) return c;
+  }
+  return undefined;
 }
