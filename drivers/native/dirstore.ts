@@ -3,6 +3,7 @@
  * `fs` (and overlay's `work`), plus `<root>/tmp/` for scratch mounts. Ids are short integers, so paths stay
  * short and overlay mount options small.
  */
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FS_MAGIC } from '../../native';
@@ -45,9 +46,22 @@ export class DirStore {
     return names.filter((n) => /^[1-9][0-9]*$/.test(n)).map(Number).sort((a, b) => a - b);
   }
 
-  /** Deletes a snapshot's directory. Idempotent; root bypasses the 000 mode overlay leaves on work/work. */
-  async removeDir(id: number): Promise<void> {
-    await fs.promises.rm(this.dir(id), { recursive: true, force: true, maxRetries: 3 });
+  /**
+   * Deletes a snapshot's directory. Idempotent; root bypasses the 000 mode overlay leaves on work/work.
+   *
+   * `rm -rf --one-file-system`, not fs.promises.rm: Node's recursive rm keeps an operation in flight for every
+   * entry of a directory at once, and removing a 42k-file layer took the daemon from ~145 MB to ~200 MB resident
+   * (measured); rm walks the tree in constant memory in its own process, and never descends into a filesystem
+   * mounted inside the snapshot (a leftover bind of another snapshot's data is refused, not emptied).
+   */
+  removeDir(id: number): Promise<void> {
+    const dir = this.dir(id);
+    return new Promise((resolve, reject) => {
+      execFile('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
+        if (err) reject(new Error(`removing ${dir}: ${(stderr || err.message).trim()}`));
+        else resolve();
+      });
+    });
   }
 
   /**
