@@ -16,6 +16,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <linux/limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
  * up to FW_BATCH jobs per lock.
  */
 #define FW_BATCH 64
+#define FW_NICE 10
 
 enum { FW_CHOWN = 1, FW_FSYNC = 2, FW_PART = 4, FW_SERIAL = 8 };
 
@@ -97,9 +99,20 @@ static int run_job(fw_job *j, const char **call) {
     off += (size_t)w;
   }
   if (j->flags & FW_PART) return 0;
-  /* Owner first: the kernel clears setuid/setgid and file capabilities on chown, so mode and xattrs follow. */
-  if ((j->flags & FW_CHOWN) && fchown(j->fd, j->uid, j->gid) < 0) return *call = "fchown", errno;
-  if (fchmod(j->fd, j->mode) < 0) return *call = "fchmod", errno;
+  /*
+   * Owner first: the kernel clears setuid/setgid and file capabilities on chown, so mode and xattrs follow.
+   * Each is skipped when the new file already has it (root's own files, created with their mode): on btrfs
+   * every fchown/fchmod is a transaction and an inode update, and skipping the no-op ones took ~2 of the 5
+   * metadata calls off most files. The fstat answers from the inode in memory.
+   */
+  struct stat st;
+  bool known = fstat(j->fd, &st) == 0;
+  bool chowned = false;
+  if ((j->flags & FW_CHOWN) && !(known && st.st_uid == j->uid && st.st_gid == j->gid)) {
+    if (fchown(j->fd, j->uid, j->gid) < 0) return *call = "fchown", errno;
+    chowned = true;
+  }
+  if ((chowned || !known || (st.st_mode & 07777) != j->mode) && fchmod(j->fd, j->mode) < 0) return *call = "fchmod", errno;
   const unsigned char *x = j->buf + j->len;
   for (uint32_t i = 0; i < j->nx; i++) {
     const char *name = (const char *)x;
@@ -129,6 +142,13 @@ static fw_queue *fw_queue_for(fw_writer *w, int index) {
 }
 
 static void *fw_thread(void *arg) {
+  /*
+   * Below the applier's thread: it parses and creates every entry in order and is the unpack's critical path,
+   * while this queue is bounded (when it is full the applier waits and the writers get the CPU). On the 2-core
+   * benchmark machine, six interleaved runs of the 691 MB image on btrfs: 7.66 s mean at nice 10, 8.04 s at 0.
+   * Linux nice is per thread; under cgroup v2 it only orders threads within the daemon's own cgroup.
+   */
+  (void)setpriority(PRIO_PROCESS, (id_t)gettid(), FW_NICE);
   fw_writer *w = ((fw_thread_arg *)arg)->w;
   int index = ((fw_thread_arg *)arg)->index;
   pthread_mutex_lock(&w->mu);

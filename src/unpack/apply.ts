@@ -319,11 +319,11 @@ export class Applier implements TarSink {
     const flags = O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW | O.CLOEXEC;
     let fd: number;
     try {
-      fd = this.n.openat2(pfd, base, flags, 0o600, ONE);
+      fd = this.n.openat2(pfd, base, flags, e.mode & 0o777, ONE);
     } catch (err) {
       if (codeOf(err) !== 'EEXIST') throw err;
       this.removeExisting(pfd, base, false);
-      fd = this.n.openat2(pfd, base, flags, 0o600, ONE);
+      fd = this.n.openat2(pfd, base, flags, e.mode & 0o777, ONE);
     }
     this.stats.files++;
     if (e.size <= QUEUED_FILE_MAX) {
