@@ -1,9 +1,9 @@
 /**
  * applyLayer(): a layer blob (file or stream) → files under a directory. The main thread reads and
  * decompresses (async, so the daemon's event loop keeps serving) into a shared ring (zstd in place, gzip and
- * plain tar by copy), and a worker thread parses and applies them synchronously. The uncompressed stream is hashed on
- * whichever side has more room (the worker for gzip, the main thread for zstd and plain tar) and compared
- * with the expected diffID. Any failure rejects; the caller discards the snapshot.
+ * plain tar by copy), and a worker thread parses and applies them synchronously. The uncompressed stream is
+ * hashed on whichever side has more room (the worker for gzip, the main thread for zstd and plain tar) and
+ * compared with the expected diffID. Any failure rejects; the caller discards the snapshot.
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
