@@ -7,8 +7,8 @@
  * unpack benchmark, a daemon kept 150 MB resident after its unpack and peaked at ~165 MB. A fixed threshold turns
  * that adjustment off. It is fixed at 1 MiB + 1, not at glibc's 128 KiB: at 128 KiB every decompressor chunk
  * and every file copy was its own mmap, page-faulted in and unmapped again (with TLB shootdowns across the apply's
- * threads), which cost `snapctl apply` ~1.3 s of system time over the benchmark's three layers on tmpfs (4.4 s vs
- * 3.1 s); at 1 MiB + 1 that is gone and the peak is the same (127–140 MB vs 128–131 MB).
+ * threads), which cost `snapctl apply` ~1.5 s of system time over the benchmark's three layers on tmpfs (3.2 s vs
+ * 1.6–1.7 s; wall 5.2 s vs 4.0 s); at 1 MiB + 1 that is gone and the peak is the same (127–140 MB vs 128–131 MB).
  */
 #include "common.h"
 
