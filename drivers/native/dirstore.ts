@@ -51,8 +51,9 @@ export class DirStore {
    *
    * `rm -rf --one-file-system`, not fs.promises.rm: Node's recursive rm keeps an operation in flight for every
    * entry of a directory at once, and removing a 42k-file layer took the daemon from ~145 MB to ~200 MB resident
-   * (measured); rm walks the tree in constant memory in its own process, and never descends into a filesystem
-   * mounted inside the snapshot (a leftover bind of another snapshot's data is refused, not emptied).
+   * (measured); rm walks the tree in constant memory in its own process, and does not descend into another
+   * filesystem mounted inside the snapshot (an overlay or tmpfs left by a crash), which Node's rm emptied. A bind
+   * mount of the same filesystem looks like a plain directory to both.
    */
   removeDir(id: number): Promise<void> {
     const dir = this.dir(id);
