@@ -78,6 +78,15 @@ export interface NativeBinding {
    */
   fixMallocMmapThreshold(bytes: number): boolean;
 
+  // --- gzip (ISA-L's igzip, native/src/gunzip.c) ----------------------------------------------------------
+  gunzipCreate(): GunzipHandle;
+  /**
+   * Inflates as much of input into output as fits: [consumed, produced, inMember]. inMember: the stream stopped
+   * inside a gzip member (cut short, if the input has ended). Members may follow each other; non-gzip bytes
+   * after a member are ignored. Corrupt data throws an Error with code ERR_GZIP_CORRUPT.
+   */
+  gunzipRun(handle: GunzipHandle, input: Uint8Array, output: Uint8Array): [number, number, boolean];
+
   // --- the applier's file writer (native/src/filewriter.c) ----------------------------------------------
   /** Threads that finish regular files off the apply worker; queued data is bounded by maxQueuedBytes. */
   fileWriterCreate(threads: number, maxQueuedBytes: number): FileWriterHandle;
@@ -115,6 +124,9 @@ export interface NativeBinding {
 
 /** An opaque handle; its threads stop and its queued fds are closed when it is garbage-collected. */
 export type FileWriterHandle = { readonly __fileWriter: unique symbol };
+
+/** An opaque inflater; freed when garbage-collected. */
+export type GunzipHandle = { readonly __gunzip: unique symbol };
 
 export const FILE_WRITER = { CHOWN: 1, FSYNC: 2, PART: 4, SERIAL: 8 } as const;
 

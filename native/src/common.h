@@ -61,6 +61,7 @@ bool init_btrfs(napi_env env, napi_value exports);
 bool init_quota(napi_env env, napi_value exports);
 bool init_filewriter(napi_env env, napi_value exports);
 bool init_memory(napi_env env, napi_value exports);
+bool init_gunzip(napi_env env, napi_value exports);
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

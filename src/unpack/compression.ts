@@ -1,9 +1,7 @@
 /**
- * Compression by magic bytes, never by file name: gzip (Node's zlib, faster here than GNU gzip), zstd
- * (zstd-napi's streaming context, see zstd-ring.ts), or an uncompressed tar. xz and bzip2 are named in the refusal.
+ * Compression by magic bytes, never by file name: gzip, zstd (both decompressed in place, see decompress.ts) or
+ * an uncompressed tar. xz and bzip2 are named in the refusal.
  */
-import type { Transform } from 'node:stream';
-import * as zlib from 'node:zlib';
 import { UnpackError } from './errors';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -18,12 +16,4 @@ export function detectCompression(head: Uint8Array): Compression {
     throw new UnpackError('unsupported', 'bzip2-compressed layers are not supported (OCI layers are tar, tar+gzip or tar+zstd)');
   }
   return 'none';
-}
-
-/** Large output chunks: fewer hand-offs to the ring, and a chunk per syscall batch on the worker. */
-const CHUNK = 256 << 10;
-
-/** gzip runs as a Node stream (zlib works on the libuv pool); zstd is decompressed in place (zstd-ring.ts). */
-export function gunzip(): Transform {
-  return zlib.createGunzip({ chunkSize: CHUNK });
 }

@@ -1,23 +1,23 @@
 /**
  * applyLayer(): a layer blob (file or stream) → files under a directory. The main thread reads and
- * decompresses (async, so the daemon's event loop keeps serving) into a shared ring (zstd in place, gzip and
- * plain tar by copy), and a worker thread parses and applies them synchronously. The uncompressed stream is
- * hashed on whichever side has more room (the worker for gzip, the main thread for zstd and plain tar) and
- * compared with the expected diffID. Any failure rejects; the caller discards the snapshot.
+ * decompresses (async reads, so the daemon's event loop keeps serving) into a shared ring (gzip and zstd in
+ * place, plain tar by copy), and a worker thread parses and applies them synchronously. The main thread hashes
+ * the uncompressed stream as it enters the ring and compares it with the expected diffID. Any failure rejects;
+ * the caller discards the snapshot.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { native } from '../../native';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
-import { detectCompression, gunzip, type Compression } from './compression';
+import { detectCompression, type Compression } from './compression';
+import { decompressIntoRing } from './decompress';
 import { UnpackError } from './errors';
 import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
 import type { WorkerInput, WorkerResult } from './protocol';
 import { createRing, RingWriter } from './ring';
-import { zstdIntoRing } from './zstd-ring';
 import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
 
 export interface ApplyLayerOptions {
@@ -107,7 +107,6 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     await iter.return?.();
     throw e;
   }
-  const hashInWorker = compression === 'gzip';
 
   const ring = createRing(opts.ringBytes ?? 4 << 20);
   const writer = new RingWriter(ring);
@@ -125,7 +124,6 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     root: path.resolve(opts.root),
     applier: applierOpts,
     tarLimits: { maxMetaSize: limits.maxMetaSize, maxEntries: limits.maxEntries, maxTrailing: limits.maxTrailing },
-    hashInWorker,
   };
   // The applier closes fds the addon opened; tracking them would cost a warning object per close.
   // A small young generation: the worker allocates little per entry, and RSS is part of the contract.
@@ -142,7 +140,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   // Until awaited, a rejection here must not count as unhandled.
   result.catch(() => undefined);
 
-  const hash: Hash | null = hashInWorker ? null : createHash('sha256');
+  const hash = createHash('sha256');
   let compressed = 0;
   let uncompressed = 0;
   let producerError: unknown = null;
@@ -150,7 +148,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     // Every uncompressed byte passes here before the worker sees it: counted, hashed, checked against the limits.
     const accept = (view: Uint8Array): void => {
       uncompressed += view.length;
-      if (hash) hash.update(view);
+      hash.update(view);
       if (limits.maxUncompressed > 0 && uncompressed > limits.maxUncompressed) {
         throw new UnpackError('limit', `the layer uncompresses to more than ${limits.maxUncompressed} bytes`);
       }
@@ -180,47 +178,14 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
         const r = await iter.next();
         chunk = r.done ? null : r.value;
       }
-    } else if (compression === 'zstd') {
-      await zstdIntoRing(first, iter, writer, {
+    } else {
+      await decompressIntoRing(compression, first, iter, writer, {
         input: (n) => void (compressed += n),
         output: (view) => {
           accept(view);
           progress();
         },
       });
-    } else {
-      const dec = gunzip();
-      // Feed the compressed side by hand so reading stops when the worker stops (backpressure end to end).
-      let feedError: unknown = null;
-      const feed = (async () => {
-        try {
-          let chunk: Buffer | null = first;
-          while (chunk) {
-            compressed += chunk.length;
-            if (!dec.write(chunk)) await drained(dec);
-            if (dec.destroyed) break;
-            if (writer.consumerFailed) break;
-            const r = await iter.next();
-            chunk = r.done ? null : r.value;
-          }
-          if (!dec.destroyed) dec.end();
-        } catch (e) {
-          feedError = e;
-          dec.destroy(e as Error);
-        }
-      })();
-      try {
-        for await (const out of dec as AsyncIterable<Buffer>) {
-          if (!(await produce(out))) break;
-          progress();
-        }
-      } catch (e) {
-        throw feedError ?? streamError(compression, e);
-      } finally {
-        if (!dec.destroyed) dec.destroy();
-        await feed;
-      }
-      if (feedError) throw feedError;
     }
   } catch (e) {
     producerError = e;
@@ -241,7 +206,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     throw new UnpackError('io', `reading the layer: ${(producerError as Error).message}`, (producerError as { code?: string }).code);
   }
   if (!res.ok) throw new UnpackError(res.kind, res.message, res.errno);
-  const digest = `sha256:${res.digest ?? (hash as Hash).digest('hex')}`;
+  const digest = `sha256:${hash.digest('hex')}`;
   if (opts.diffId !== undefined && digest !== opts.diffId) {
     throw new UnpackError('digest', `the layer's diffID is ${digest}, expected ${opts.diffId}`);
   }
@@ -255,26 +220,4 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     stats: res.stats,
     durationMs: performance.now() - t0,
   };
-}
-
-/** A decompressor's failure as an UnpackError: a stream that stops mid-frame is truncated, anything else corrupt. */
-function streamError(c: Compression, e: unknown): UnpackError {
-  if (e instanceof UnpackError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  const code = (e as { code?: string }).code;
-  if (code === 'Z_BUF_ERROR' || /unexpected end|ended in middle/i.test(msg)) return new UnpackError('truncated', `${c} stream truncated: ${msg}`);
-  return new UnpackError('corrupt', `${c} stream: ${msg}`);
-}
-
-/** Resolves when the stream can take more, or is gone (destroyed streams never emit 'drain'). */
-function drained(s: Transform): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      s.off('drain', done);
-      s.off('close', done);
-      resolve();
-    };
-    s.once('drain', done);
-    s.once('close', done);
-  });
 }

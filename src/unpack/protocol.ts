@@ -9,10 +9,8 @@ export interface WorkerInput {
   root: string;
   applier: ApplierOptions;
   tarLimits: TarLimits;
-  /** Hash on the worker when the main thread is the busier side (gzip), else on the main thread. */
-  hashInWorker: boolean;
 }
 
 export type WorkerResult =
-  | { ok: true; stats: ApplyStats; uncompressedBytes: number; digest: string | null; tarEntries: number }
+  | { ok: true; stats: ApplyStats; uncompressedBytes: number; tarEntries: number }
   | { ok: false; aborted: boolean; kind: UnpackErrorKind; message: string; errno?: string };

@@ -115,6 +115,10 @@ export class RingReader {
    */
   next(): Uint8Array | null {
     for (;;) {
+      // The state first: the producer commits its last bytes before it ends, so once "done" is seen the AVAIL
+      // read after it holds them all. In the other order the producer could commit up to a whole ring and end
+      // between the two reads (this thread preempted), and those bytes were lost: seen as a truncated layer.
+      const state = Atomics.load(this.ctrl, STATE);
       const avail = Atomics.load(this.ctrl, AVAIL);
       if (avail > 0) {
         // Handing out at most MAX_RUN at a time lets the producer refill while the worker applies.
@@ -122,7 +126,6 @@ export class RingReader {
         this.held = n;
         return this.data.subarray(this.pos, this.pos + n);
       }
-      const state = Atomics.load(this.ctrl, STATE);
       if (state === RING_STATE.done) return null;
       if (state === RING_STATE.producerFailed) throw new RingAborted();
       const t0 = performance.now();

@@ -2,7 +2,6 @@
  * The apply worker thread: reads the uncompressed stream from the shared ring, parses it and applies it with
  * synchronous syscalls (DESIGN.md, "The unpacker's shape"). One worker per apply; it exits when done.
  */
-import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Applier } from './apply';
 import { UnpackError } from './errors';
@@ -16,12 +15,10 @@ function run(input: WorkerInput): WorkerResult {
   try {
     applier = new Applier(input.root, input.applier);
     const tar = new TarReader(applier, input.tarLimits);
-    const hash = input.hashInWorker ? createHash('sha256') : null;
     let bytes = 0;
     for (;;) {
       const chunk = reader.next();
       if (chunk === null) break;
-      if (hash) hash.update(chunk);
       bytes += chunk.length;
       tar.push(chunk);
       reader.release();
@@ -29,7 +26,7 @@ function run(input: WorkerInput): WorkerResult {
     tar.finish();
     applier.stats.inputWaitMs = reader.waitedMs;
     applier.finish();
-    return { ok: true, stats: applier.stats, uncompressedBytes: bytes, digest: hash ? hash.digest('hex') : null, tarEntries: tar.entries };
+    return { ok: true, stats: applier.stats, uncompressedBytes: bytes, tarEntries: tar.entries };
   } catch (e) {
     reader.fail();
     if (e instanceof RingAborted) return { ok: false, aborted: true, kind: 'corrupt', message: e.message };
