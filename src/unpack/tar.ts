@@ -64,10 +64,52 @@ const enum State {
   End,
 }
 
+/**
+ * What GNU long-name records and PAX headers say about the next entry. PAX values are parsed straight into these
+ * fields as the records are read (no map of records per entry: every entry of a GNU tar --format=posix archive has
+ * a PAX header); a later header overrides an earlier one.
+ */
 interface PendingMeta {
   longName: string | null;
   longLink: string | null;
-  pax: Map<string, Buffer> | null;
+  path: string | null;
+  linkpath: string | null;
+  size: number;
+  uid: number;
+  gid: number;
+  /** Whether a PAX mtime was given (any value, negative ones too, is valid). */
+  mtime: boolean;
+  mtimeSec: number;
+  mtimeNsec: number;
+  atimeSec: number;
+  atimeNsec: number;
+  devMajor: number;
+  devMinor: number;
+  xattrs: Map<string, Buffer> | null;
+  /** A GNU.sparse.* key seen: the entry is refused, naming it. */
+  sparseKey: string | null;
+}
+
+/** -1 in a numeric field: the PAX header did not set it. */
+function noMeta(): PendingMeta {
+  return {
+    longName: null,
+    longLink: null,
+    path: null,
+    linkpath: null,
+    size: -1,
+    uid: -1,
+    gid: -1,
+    mtime: false,
+    mtimeSec: 0,
+    mtimeNsec: 0,
+    atimeSec: -1,
+    atimeNsec: 0,
+    devMajor: -1,
+    devMinor: -1,
+    xattrs: null,
+    sparseKey: null,
+  };
 }
 
 export class TarReader {
@@ -80,7 +122,9 @@ export class TarReader {
   private metaFill = 0;
   private metaKind = 0;
   private current: TarEntry | null = null;
-  private pending: PendingMeta = { longName: null, longLink: null, pax: null };
+  private pending: PendingMeta = noMeta();
+  /** Whether pending holds anything (most entries have no metadata records before them, or one PAX header). */
+  private hasPending = false;
   private zeroBlocks = 0;
   private trailing = 0;
   /** Offset in the whole stream, for error messages. */
@@ -97,7 +141,9 @@ export class TarReader {
     return this.state === State.End;
   }
 
-  push(buf: Uint8Array): void {
+  push(chunk: Uint8Array): void {
+    // A Buffer view of the chunk (no copy): names decode straight from it, without a view per field.
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     let off = 0;
     const len = buf.length;
     while (off < len) {
@@ -173,7 +219,7 @@ export class TarReader {
     throw new UnpackError('truncated', `tar stream truncated at byte ${this.position}${this.current ? ` inside "${this.current.name}"` : ''} (no end-of-archive marker)`);
   }
 
-  private onHeader(h: Uint8Array, o: number): void {
+  private onHeader(h: Buffer, o: number): void {
     if (isZeroBlock(h, o)) {
       this.zeroBlocks++;
       if (this.zeroBlocks >= 2) this.state = State.End;
@@ -212,68 +258,41 @@ export class TarReader {
     if (++this.entries > this.limits.maxEntries) {
       throw new UnpackError('limit', `more than ${this.limits.maxEntries} entries in the layer`);
     }
-    const pending = this.pending;
-    this.pending = { longName: null, longLink: null, pax: null };
+    const p = this.hasPending ? this.pending : null;
+    if (p) {
+      this.pending = noMeta();
+      this.hasPending = false;
+    }
 
-    let name = pending.longName ?? joinPrefix(posix ? readString(h, o + 345, 155) : '', readString(h, o, 100));
-    let linkname = pending.longLink ?? readString(h, o + 157, 100);
+    // The header's numeric fields are checked even where a PAX record overrides them (a broken header is a
+    // corrupt archive, as Go's archive/tar also says); its names are read only when nothing replaces them.
+    const hname = p?.path ? null : headerName(h, o, posix, p);
+    const name = p?.path ?? (hname as string);
+    if (p?.sparseKey) throw new UnpackError('unsupported', `"${name}" is a GNU sparse file (PAX ${p.sparseKey}); sparse files are not supported`);
+    const linkname = p?.linkpath ?? p?.longLink ?? readString(h, o + 157, 100);
     let uid = readNumber(h, o + 108, 8, 'uid', this.position);
     let gid = readNumber(h, o + 116, 8, 'gid', this.position);
     let mtimeSec = readNumber(h, o + 136, 12, 'mtime', this.position);
     let mtimeNsec = 0;
-    let atimeSec = -1;
-    let atimeNsec = 0;
     let devMajor = 0;
     let devMinor = 0;
-    let xattrs: Map<string, Buffer> | null = null;
     let etype = type;
     if (etype === 'chardev' || etype === 'blockdev') {
       devMajor = readNumber(h, o + 329, 8, 'devmajor', this.position);
       devMinor = readNumber(h, o + 337, 8, 'devminor', this.position);
     }
-    // Pre-POSIX archives mark directories with a trailing slash on a regular-file header.
-    if (etype === 'file' && typeflag === 0 && name.endsWith('/')) etype = 'dir';
-
-    const pax = pending.pax;
-    if (pax) {
-      for (const [key, value] of pax) {
-        switch (key) {
-          case 'path':
-            name = paxString(value, key);
-            break;
-          case 'linkpath':
-            linkname = paxString(value, key);
-            break;
-          case 'size':
-            size = paxInteger(value, key);
-            break;
-          case 'uid':
-            uid = paxInteger(value, key);
-            break;
-          case 'gid':
-            gid = paxInteger(value, key);
-            break;
-          case 'mtime':
-            [mtimeSec, mtimeNsec] = paxTime(value, key);
-            break;
-          case 'atime':
-            [atimeSec, atimeNsec] = paxTime(value, key);
-            break;
-          case 'SCHILY.devmajor':
-            devMajor = paxInteger(value, key);
-            break;
-          case 'SCHILY.devminor':
-            devMinor = paxInteger(value, key);
-            break;
-          default:
-            if (key.startsWith('SCHILY.xattr.')) {
-              (xattrs ??= new Map()).set(key.slice(13), value);
-            } else if (key.startsWith('GNU.sparse.')) {
-              throw new UnpackError('unsupported', `"${name}" is a GNU sparse file (PAX ${key}); sparse files are not supported`);
-            }
-          // uname, gname, ctime, comment, charset, hdrcharset and vendor keys change nothing on disk.
-        }
+    // Pre-POSIX archives mark directories with a trailing slash on a regular-file header (a PAX path says nothing).
+    if (etype === 'file' && typeflag === 0 && (hname ?? headerName(h, o, posix, p)).endsWith('/')) etype = 'dir';
+    if (p) {
+      if (p.size >= 0) size = p.size;
+      if (p.uid >= 0) uid = p.uid;
+      if (p.gid >= 0) gid = p.gid;
+      if (p.mtime) {
+        mtimeSec = p.mtimeSec;
+        mtimeNsec = p.mtimeNsec;
       }
+      if (p.devMajor >= 0) devMajor = p.devMajor;
+      if (p.devMinor >= 0) devMinor = p.devMinor;
     }
 
     const entry: TarEntry = {
@@ -285,12 +304,12 @@ export class TarReader {
       size: etype === 'file' ? size : 0,
       mtimeSec,
       mtimeNsec,
-      atimeSec,
-      atimeNsec,
+      atimeSec: p ? p.atimeSec : -1,
+      atimeNsec: p ? p.atimeNsec : 0,
       linkname,
       devMajor,
       devMinor,
-      xattrs,
+      xattrs: p ? p.xattrs : null,
     };
     this.current = entry;
     this.sink.entry(entry);
@@ -325,23 +344,28 @@ export class TarReader {
     switch (this.metaKind) {
       case 0x4c:
         this.pending.longName = cString(buf, 'GNU long name');
+        this.hasPending = true;
         break;
       case 0x4b:
         this.pending.longLink = cString(buf, 'GNU long link name');
+        this.hasPending = true;
         break;
-      case 0x78: {
-        const records = parsePax(buf, this.position);
-        if (this.pending.pax) for (const [k, v] of records) this.pending.pax.set(k, v);
-        else this.pending.pax = records;
+      case 0x78:
+        parsePax(buf, this.position, this.pending);
+        this.hasPending = true;
         break;
-      }
       case 0x67:
         // Global headers are validated (a malformed one is a corrupt stream) and otherwise ignored.
-        parsePax(buf, this.position);
+        parsePax(buf, this.position, null);
         break;
     }
     this.state = this.padding > 0 ? State.Pad : State.Header;
   }
+}
+
+/** The name the header block (or a GNU long name record) gives. */
+function headerName(h: Buffer, o: number, posix: boolean, p: PendingMeta | null): string {
+  return p?.longName ?? joinPrefix(posix ? readString(h, o + 345, 155) : '', readString(h, o, 100));
 }
 
 function metaName(typeflag: number): string {
@@ -357,7 +381,7 @@ function metaName(typeflag: number): string {
   }
 }
 
-function entryType(typeflag: number, h: Uint8Array, o: number, pos: number): EntryType {
+function entryType(typeflag: number, h: Buffer, o: number, pos: number): EntryType {
   switch (typeflag) {
     case 0x30:
     case 0:
@@ -385,18 +409,16 @@ function entryType(typeflag: number, h: Uint8Array, o: number, pos: number): Ent
   }
 }
 
-function isZeroBlock(h: Uint8Array, o: number): boolean {
+function isZeroBlock(h: Buffer, o: number): boolean {
   // Checking the checksum field first rejects almost every real header in one comparison.
   if (h[o + 148] !== 0) return false;
   for (let i = o; i < o + BLOCK; i++) if (h[i] !== 0) return false;
   return true;
 }
 
-function verifyChecksum(h: Uint8Array, o: number, pos: number): void {
+function verifyChecksum(h: Buffer, o: number, pos: number): void {
   // The checksum field itself counts as eight spaces. The signed sum (old writers) only when unsigned fails.
-  let unsigned = 8 * 0x20;
-  for (let i = o; i < o + 148; i++) unsigned += h[i];
-  for (let i = o + 156; i < o + BLOCK; i++) unsigned += h[i];
+  const unsigned = byteSum(h, o) - byteSum8(h, o + 148) + 8 * 0x20;
   const stored = readOctal(h, o + 148, 8);
   if (stored === unsigned) return;
   let signed = 0;
@@ -409,19 +431,51 @@ function verifyChecksum(h: Uint8Array, o: number, pos: number): void {
   }
 }
 
+/** A 32-bit view of every buffer headers come from (the ring's, mostly), made once. */
+let wordsOf: ArrayBufferLike | null = null;
+let words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+/**
+ * The sum of a header's 512 bytes. Every entry costs one or two headers, so this adds a word at a time: two
+ * bytes per 16-bit lane (128 words × 2 × 255 = 65,280 fits a lane). Headers in the ring sit at multiples of 512;
+ * an unaligned one (a caller's own buffer) is summed byte by byte.
+ */
+function byteSum(h: Buffer, o: number): number {
+  const at = h.byteOffset + o;
+  if ((at & 3) !== 0) {
+    let sum = 0;
+    for (let i = o; i < o + BLOCK; i++) sum += h[i];
+    return sum;
+  }
+  if (wordsOf !== h.buffer) {
+    wordsOf = h.buffer;
+    words = new Uint32Array(h.buffer, 0, h.buffer.byteLength >>> 2);
+  }
+  let lanes = 0;
+  for (let w = at >>> 2, end = w + BLOCK / 4; w < end; w++) {
+    const x = words[w];
+    lanes += (x & 0x00ff00ff) + ((x >>> 8) & 0x00ff00ff);
+  }
+  return (lanes % 0x10000) + Math.floor(lanes / 0x10000);
+}
+
+function byteSum8(h: Buffer, o: number): number {
+  return h[o] + h[o + 1] + h[o + 2] + h[o + 3] + h[o + 4] + h[o + 5] + h[o + 6] + h[o + 7];
+}
+
 function pad(size: number): number {
   const r = size % BLOCK;
   return r === 0 ? 0 : BLOCK - r;
 }
 
-function readString(h: Uint8Array, o: number, n: number): string {
+function readString(h: Buffer, o: number, n: number): string {
   let end = o;
   const max = o + n;
   while (end < max && h[end] !== 0) end++;
   return decodeName(h, o, end);
 }
 
-function decodeName(h: Uint8Array, start: number, end: number): string {
+function decodeName(h: Buffer, start: number, end: number): string {
   let ascii = true;
   for (let i = start; i < end; i++) {
     if (h[i] > 0x7f) {
@@ -429,10 +483,10 @@ function decodeName(h: Uint8Array, start: number, end: number): string {
       break;
     }
   }
-  const buf = Buffer.from(h.buffer, h.byteOffset + start, end - start);
-  const s = buf.toString(ascii ? 'latin1' : 'utf8');
+  if (ascii) return h.toString('latin1', start, end);
+  const s = h.toString('utf8', start, end);
   // Paths travel to the kernel as UTF-8 strings; bytes that are not UTF-8 would be silently rewritten.
-  if (!ascii && s.includes('\ufffd') && !buf.includes(Buffer.from('\ufffd'))) {
+  if (s.includes('\ufffd') && !h.subarray(start, end).includes(Buffer.from('\ufffd'))) {
     throw new UnpackError('unsupported', `tar name ${JSON.stringify(s)} is not valid UTF-8`);
   }
   return s;
@@ -450,7 +504,7 @@ function joinPrefix(prefix: string, name: string): string {
   return prefix ? `${prefix}/${name}` : name;
 }
 
-function readOctal(h: Uint8Array, o: number, n: number): number {
+function readOctal(h: Buffer, o: number, n: number): number {
   let i = o;
   const end = o + n;
   while (i < end && (h[i] === 0x20 || h[i] === 0)) i++;
@@ -465,7 +519,7 @@ function readOctal(h: Uint8Array, o: number, n: number): number {
 }
 
 /** An octal or GNU base-256 numeric field. Negative or beyond 2^53 values are refused. */
-function readNumber(h: Uint8Array, o: number, n: number, field: string, pos: number): number {
+function readNumber(h: Buffer, o: number, n: number, field: string, pos: number): number {
   const first = h[o];
   if (first & 0x80) {
     if (first === 0xff) throw new UnpackError('corrupt', `negative ${field} in tar header near byte ${pos}`);
@@ -481,9 +535,11 @@ function readNumber(h: Uint8Array, o: number, n: number, field: string, pos: num
   return v;
 }
 
-/** PAX records: "<len> <key>=<value>\n", lengths in decimal including themselves. Values stay raw bytes. */
-function parsePax(buf: Buffer, pos: number): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
+/**
+ * PAX records: "<len> <key>=<value>\n", lengths in decimal including themselves. Each value is parsed into `into`
+ * as it is read; null only checks the records' syntax (global headers).
+ */
+function parsePax(buf: Buffer, pos: number, into: PendingMeta | null): void {
   let off = 0;
   while (off < buf.length) {
     // Some writers pad the header with NULs after the last record.
@@ -504,52 +560,103 @@ function parsePax(buf: Buffer, pos: number): Map<string, Buffer> {
     }
     const eq = buf.indexOf(0x3d, sp + 1);
     if (eq < 0 || eq >= end - 1) throw new UnpackError('corrupt', `PAX record without "=" near byte ${pos}`);
-    const key = buf.toString('utf8', sp + 1, eq);
-    out.set(key, buf.subarray(eq + 1, end - 1));
+    if (into) paxRecord(into, buf.toString('utf8', sp + 1, eq), buf, eq + 1, end - 1);
     off = end;
   }
-  return out;
 }
 
-function paxString(v: Buffer, key: string): string {
-  const s = v.toString('utf8');
-  if (s.includes('\0')) throw new UnpackError('corrupt', `PAX ${key} contains a NUL byte`);
-  if (s.includes('\ufffd') && !v.includes(Buffer.from('\ufffd'))) throw new UnpackError('unsupported', `PAX ${key} is not valid UTF-8`);
+function paxRecord(p: PendingMeta, key: string, v: Buffer, start: number, end: number): void {
+  switch (key) {
+    case 'path':
+      p.path = paxString(v, start, end, key);
+      return;
+    case 'linkpath':
+      p.linkpath = paxString(v, start, end, key);
+      return;
+    case 'size':
+      p.size = paxInteger(v, start, end, key);
+      return;
+    case 'uid':
+      p.uid = paxInteger(v, start, end, key);
+      return;
+    case 'gid':
+      p.gid = paxInteger(v, start, end, key);
+      return;
+    case 'mtime':
+      paxTime(v, start, end, key);
+      p.mtime = true;
+      p.mtimeSec = timeSec;
+      p.mtimeNsec = timeNsec;
+      return;
+    case 'atime':
+      paxTime(v, start, end, key);
+      p.atimeSec = timeSec;
+      p.atimeNsec = timeNsec;
+      return;
+    case 'SCHILY.devmajor':
+      p.devMajor = paxInteger(v, start, end, key);
+      return;
+    case 'SCHILY.devminor':
+      p.devMinor = paxInteger(v, start, end, key);
+      return;
+  }
+  if (key.startsWith('SCHILY.xattr.')) (p.xattrs ??= new Map()).set(key.slice(13), v.subarray(start, end));
+  else if (key.startsWith('GNU.sparse.')) p.sparseKey = key;
+  // uname, gname, ctime, comment, charset, hdrcharset and vendor keys change nothing on disk.
+}
+
+function paxString(v: Buffer, start: number, end: number, key: string): string {
+  const nul = v.indexOf(0, start);
+  if (nul >= 0 && nul < end) throw new UnpackError('corrupt', `PAX ${key} contains a NUL byte`);
+  const s = v.toString('utf8', start, end);
+  if (s.includes('\ufffd') && !v.subarray(start, end).includes(Buffer.from('\ufffd'))) throw new UnpackError('unsupported', `PAX ${key} is not valid UTF-8`);
   return s;
 }
 
-function paxInteger(v: Buffer, key: string): number {
-  const s = v.toString('latin1');
-  if (!/^[0-9]{1,16}$/.test(s)) throw new UnpackError('corrupt', `PAX ${key}="${s.slice(0, 40)}" is not a non-negative integer`);
-  const n = Number(s);
-  if (n > Number.MAX_SAFE_INTEGER) throw new UnpackError('limit', `PAX ${key}=${s} is too large`);
-  return n;
+function paxInteger(v: Buffer, start: number, end: number, key: string): number {
+  const n = end - start;
+  let x = 0;
+  for (let i = start; i < end; i++) {
+    const c = v[i];
+    if (c < 0x30 || c > 0x39 || n > 16) {
+      throw new UnpackError('corrupt', `PAX ${key}="${v.toString('latin1', start, Math.min(end, start + 40))}" is not a non-negative integer`);
+    }
+    x = x * 10 + (c - 0x30);
+  }
+  if (n === 0) throw new UnpackError('corrupt', `PAX ${key}="" is not a non-negative integer`);
+  if (x > Number.MAX_SAFE_INTEGER) throw new UnpackError('limit', `PAX ${key}=${v.toString('latin1', start, end)} is too large`);
+  return x;
 }
 
+// paxTime's result (two numbers, without an array per call).
+let timeSec = 0;
+let timeNsec = 0;
+
 /** PAX times: decimal seconds with an optional fraction (nanoseconds kept; finer digits dropped). */
-function paxTime(v: Buffer, key: string): [number, number] {
+function paxTime(v: Buffer, start: number, end: number, key: string): void {
   // The common form (what GNU tar and Go write), parsed in place: up to 15 digits, a dot, digits.
-  let i = 0;
+  let i = start;
   let sec = 0;
-  while (i < v.length && i < 15 && v[i] >= 0x30 && v[i] <= 0x39) sec = sec * 10 + (v[i++] - 0x30);
-  if (i > 0 && (i === v.length || v[i] === 0x2e)) {
+  while (i < end && i - start < 15 && v[i] >= 0x30 && v[i] <= 0x39) sec = sec * 10 + (v[i++] - 0x30);
+  if (i > start && (i === end || v[i] === 0x2e)) {
     let nsec = 0;
     let j = i + 1;
     let digits = 0;
-    for (; j < v.length && v[j] >= 0x30 && v[j] <= 0x39; j++) {
+    for (; j < end && v[j] >= 0x30 && v[j] <= 0x39; j++) {
       if (digits < 9) nsec = nsec * 10 + (v[j] - 0x30);
       digits++;
     }
-    if (i === v.length || j === v.length) {
+    if (i === end || j === end) {
       for (; digits < 9; digits++) nsec *= 10;
-      return [sec, nsec];
+      timeSec = sec;
+      timeNsec = nsec;
+      return;
     }
   }
-  return paxTimeSlow(v, key);
+  paxTimeSlow(v.toString('latin1', start, end), key);
 }
 
-function paxTimeSlow(v: Buffer, key: string): [number, number] {
-  const s = v.toString('latin1');
+function paxTimeSlow(s: string, key: string): void {
   const m = /^(-?[0-9]{1,15})(?:\.([0-9]*))?$/.exec(s);
   if (!m) throw new UnpackError('corrupt', `PAX ${key}="${s.slice(0, 40)}" is not a time`);
   let sec = Number(m[1]);
@@ -559,5 +666,6 @@ function paxTimeSlow(v: Buffer, key: string): [number, number] {
     sec -= 1;
     nsec = 1e9 - nsec;
   }
-  return [sec, nsec];
+  timeSec = sec;
+  timeNsec = nsec;
 }
