@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import { AT, FILE_WRITER, native, O, RESOLVE, type FileWriterHandle, type NativeBinding } from '../../native';
+import { monotonicMs } from './clock';
 import { UnpackError } from './errors';
 import { DEFAULT_PATH_LIMITS, pathKey, splitName, type PathLimits } from './paths';
 import type { TarEntry, TarSink } from './tar';
@@ -242,9 +243,9 @@ export class Applier implements TarSink {
       }
     }
     this.dirTimes.length = 0;
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     if (this.opts.sync === 'syncfs' || this.opts.sync === undefined) this.n.syncfs(this.rootFd);
-    this.stats.syncMs = performance.now() - t0;
+    this.stats.syncMs = monotonicMs() - t0;
   }
 
   close(): void {

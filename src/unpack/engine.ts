@@ -87,27 +87,6 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   if (opts.diffId !== undefined && !/^sha256:[0-9a-f]{64}$/.test(opts.diffId)) {
     throw new UnpackError('corrupt', `diffID "${opts.diffId}" is not sha256:<64 hex digits>`);
   }
-  const source = typeof opts.layer === 'string' ? fs.createReadStream(opts.layer, { highWaterMark: 1 << 20 }) : opts.layer;
-  const iter = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-
-  // The first chunk decides the compression; it is then fed to the decompressor like any other.
-  let first: Buffer;
-  try {
-    const r = await iter.next();
-    first = r.done ? Buffer.alloc(0) : r.value;
-  } catch (e) {
-    throw new UnpackError('io', `reading the layer: ${(e as Error).message}`, (e as { code?: string }).code);
-  }
-  let compression: ReturnType<typeof detectCompression>;
-  try {
-    compression = detectCompression(first);
-  } catch (e) {
-    // Refused before the pipeline owns the stream: close the layer file here, or its fd stays open (on zfs-fuse
-    // an open fd keeps the whole pool busy).
-    await iter.return?.();
-    throw e;
-  }
-
   const ring = createRing(opts.ringBytes ?? 4 << 20);
   const writer = new RingWriter(ring);
   const applierOpts: ApplierOptions = {
@@ -139,6 +118,31 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   });
   // Until awaited, a rejection here must not count as unhandled.
   result.catch(() => undefined);
+
+  // The worker starts first: its isolate takes ~80 ms to boot, which now overlaps opening and reading the layer
+  // and loading the decompressor instead of following them (snapctl apply pays it once per layer).
+  const source = typeof opts.layer === 'string' ? fs.createReadStream(opts.layer, { highWaterMark: 1 << 20 }) : opts.layer;
+  const iter = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // The first chunk decides the compression; it is then fed to the decompressor like any other.
+  let first: Buffer;
+  let compression: Compression;
+  try {
+    try {
+      const r = await iter.next();
+      first = r.done ? Buffer.alloc(0) : r.value;
+    } catch (e) {
+      throw new UnpackError('io', `reading the layer: ${(e as Error).message}`, (e as { code?: string }).code);
+    }
+    compression = detectCompression(first);
+  } catch (e) {
+    // Refused before the pipeline owns the stream: close the layer file here, or its fd stays open (on zfs-fuse
+    // an open fd keeps the whole pool busy). The worker sees the failed ring and stops.
+    writer.fail();
+    await iter.return?.().catch(() => undefined);
+    await result.catch(() => undefined);
+    await worker.terminate();
+    throw e;
+  }
 
   const hash = createHash('sha256');
   let compressed = 0;

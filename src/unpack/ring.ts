@@ -2,9 +2,10 @@
  * A single-producer single-consumer byte ring in a SharedArrayBuffer: the main thread (decompressor) writes,
  * the apply worker reads. It bounds memory whatever the layer size and gives backpressure both ways: the
  * worker blocks (Atomics.wait, it is synchronous by design) when empty, the producer awaits
- * (Atomics.waitAsync, never blocking the event loop) when full. A producer that can write in place (zstd)
+ * (Atomics.waitAsync, never blocking the event loop) when full. A producer that can write in place (gzip, zstd)
  * reserves a run and commits it; others pay one copy.
  */
+import { monotonicMs } from './clock';
 
 /** Control words (Int32 indexes). AVAIL is the only word both sides modify; each side keeps its own offset. */
 const AVAIL = 0;
@@ -128,9 +129,9 @@ export class RingReader {
       }
       if (state === RING_STATE.done) return null;
       if (state === RING_STATE.producerFailed) throw new RingAborted();
-      const t0 = performance.now();
+      const t0 = monotonicMs();
       Atomics.wait(this.ctrl, AVAIL, 0, 1000);
-      this.waitedMs += performance.now() - t0;
+      this.waitedMs += monotonicMs() - t0;
     }
   }
 
