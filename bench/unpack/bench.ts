@@ -27,7 +27,7 @@ import { Containerd, findContainerd, type Binaries } from '../../test/helpers/co
 import { FS_KINDS, fsMissing, setupFs, type BenchFs, type FsKind } from './fs';
 import { buildLayers, COMPS, imageName, writeOciArchive, type Comp, type Layer } from './layers';
 import { render, type Row, type Section } from './report';
-import { applyRun, DaemonSeries, importRun, tarRun } from './runners';
+import { applyRun, DaemonSeries, importRun, settle, tarRun } from './runners';
 
 const RUNS = Number(process.env.STRATA_BENCH_RUNS ?? 3);
 const WORK = process.env.STRATA_BENCH_DIR ?? '/var/tmp/strata-bench-unpack';
@@ -111,6 +111,7 @@ async function benchFs(bfs: BenchFs, inp: Inputs, section: Section): Promise<voi
             r.ingest.push(performance.now() - t1);
             await ctrd.ctr(['image', 'rm', '--sync', imageName(comp)], { namespace: ns, timeoutMs: 300_000 });
             await ctrd.ctr(['image', 'rm', '--sync', imageName(comp)], { namespace: `${ns}-ingest` });
+            if ('dir' in bfs.containerd) settle(bfs.containerd.dir);
           }
           if (imp) {
             const x = await importRun(imp, inp.layers, inp.archives[comp]);

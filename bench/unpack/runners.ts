@@ -36,6 +36,29 @@ export function timed(file: string, args: string[]): Promise<Sample> {
   });
 }
 
+const BTRFS_MAGIC = 0x9123683e;
+
+/**
+ * Waits until the filesystem holding dir has finished the work an earlier row left behind, so no contender pays
+ * for the one before it: the deletions of its tree are committed (`sync -f`; otherwise the next row's first
+ * syncfs commits them), and on btrfs the subvolumes a driver deleted are cleaned up. Their cleanup otherwise runs
+ * through the next row; `btrfs filesystem sync` commits and wakes the kernel's cleaner (a plain syncfs does not,
+ * and `btrfs subvolume sync` alone waits for the 30 s periodic commit).
+ */
+export function settle(dir: string): void {
+  if (fs.statfsSync(dir).type !== BTRFS_MAGIC) {
+    execFileSync('sync', ['-f', dir]);
+    return;
+  }
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    execFileSync('btrfs', ['filesystem', 'sync', dir], { stdio: 'ignore' });
+    if (execFileSync('btrfs', ['subvolume', 'list', '-d', dir], { encoding: 'utf8' }).trim() === '') return;
+    if (Date.now() > deadline) throw new Error(`deleted btrfs subvolumes under ${dir} were not cleaned up in 300 s`);
+    execFileSync('sleep', ['0.1']);
+  }
+}
+
 function freshDir(parent: string, name: string): string {
   const d = path.join(parent, name);
   fs.rmSync(d, { recursive: true, force: true });
@@ -56,6 +79,7 @@ export async function applyRun(layers: readonly Layer[], comp: Comp, parent: str
     s.rssKb = Math.max(s.rssKb, x.rssKb);
   }
   fs.rmSync(d, { recursive: true, force: true });
+  settle(parent);
   return s;
 }
 
@@ -71,6 +95,7 @@ export async function tarRun(layers: readonly Layer[], comp: Comp, parent: strin
     s.rssKb = Math.max(s.rssKb, x.rssKb);
   }
   fs.rmSync(d, { recursive: true, force: true });
+  settle(parent);
   return s;
 }
 
@@ -164,6 +189,7 @@ export class DaemonSeries {
   async removeAll(names: readonly string[]): Promise<void> {
     for (const n of [...names].reverse()) await this.daemon.client.remove(n);
     await this.waitReclaimed();
+    settle(this.spec.root);
   }
 
   private async waitReclaimed(timeoutMs = 600_000): Promise<void> {

@@ -265,7 +265,7 @@ export class TarReader {
     }
 
     // The header's numeric fields are checked even where a PAX record overrides them (a broken header is a
-    // corrupt archive, as Go's archive/tar also says); its names are read only when nothing replaces them.
+    // corrupt archive, whatever else follows); its names are read only when nothing replaces them.
     const hname = p?.path ? null : headerName(h, o, posix, p);
     const name = p?.path ?? (hname as string);
     if (p?.sparseKey) throw new UnpackError('unsupported', `"${name}" is a GNU sparse file (PAX ${p.sparseKey}); sparse files are not supported`);
