@@ -35,11 +35,6 @@ export class RingWriter {
     this.data = new Uint8Array(bufs.data);
   }
 
-  /** The consumer gave up: no point producing more. */
-  get consumerFailed(): boolean {
-    return Atomics.load(this.ctrl, STATE) === RING_STATE.consumerFailed;
-  }
-
   /** Copies all of chunk into the ring, waiting for room. Resolves false when the consumer failed. */
   async write(chunk: Uint8Array): Promise<boolean> {
     let off = 0;
