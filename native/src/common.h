@@ -30,6 +30,8 @@ bool arg_i64(napi_env env, napi_value v, int64_t *out, const char *name);
 /* A non-negative integral byte count; doubles carry it exactly up to 2^53. */
 bool arg_u64(napi_env env, napi_value v, uint64_t *out, const char *name);
 bool arg_bool(napi_env env, napi_value v, bool *out, const char *name);
+/* A Uint8Array (a Buffer is one): its bytes in place, not copied; `what` is the TypeError's message otherwise. */
+bool arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len, const char *what);
 /*
  * Copies a JS string into buf (cap bytes including the NUL; path buffers are PATH_MAX + 1 so every path the kernel
  * could accept fits). Too long → ENAMETOOLONG from `syscall` (what the kernel would say); an embedded NUL →

@@ -105,6 +105,21 @@ bool arg_bool(napi_env env, napi_value v, bool *out, const char *name) {
   return true;
 }
 
+bool arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len, const char *what) {
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  napi_value ab;
+  size_t boff;
+  void *p = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &tt, len, &p, &ab, &boff) != napi_ok || tt != napi_uint8_array) {
+    throw_type(env, what);
+    return false;
+  }
+  *data = p;
+  return true;
+}
+
 bool arg_str(napi_env env, napi_value v, char *buf, size_t cap, const char *name, const char *syscall) {
   size_t len = 0;
   /* One call into the caller's buffer; a result that fills it completely means the string was cut. */

@@ -311,26 +311,17 @@ static napi_value js_submit(napi_env env, napi_callback_info info) {
 
   const unsigned char *data = NULL;
   if (len > 0) {
-    void *p = NULL;
+    uint8_t *p = NULL;
     size_t blen = 0;
-    if (napi_get_buffer_info(env, argv[2], &p, &blen) != napi_ok) {
-      bool is_ta = false;
-      napi_typedarray_type tt;
-      size_t n;
-      napi_value ab;
-      size_t boff;
-      if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
-          napi_get_typedarray_info(env, argv[2], &tt, &n, &p, &ab, &boff) != napi_ok || tt != napi_uint8_array) {
-        FW_DROP_FD();
-        return throw_type(env, "The \"data\" argument must be a Uint8Array");
-      }
-      blen = n;
+    if (!arg_bytes(env, argv[2], &p, &blen, "The \"data\" argument must be a Uint8Array")) {
+      FW_DROP_FD();
+      return NULL;
     }
     if (off > blen || len > blen - off) {
       FW_DROP_FD();
       return throw_range(env, "offset/length outside the data");
     }
-    data = (const unsigned char *)p + off;
+    data = p + off;
   }
 
   /* xattrs: measure, then copy after the data. */

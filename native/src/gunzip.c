@@ -45,21 +45,6 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-static bool get_bytes(napi_env env, napi_value v, uint8_t **p, size_t *len, const char *what) {
-  bool is_ta = false;
-  napi_typedarray_type tt;
-  napi_value ab;
-  size_t boff;
-  void *data = NULL;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, v, &tt, len, &data, &ab, &boff) != napi_ok || tt != napi_uint8_array) {
-    throw_type(env, what);
-    return false;
-  }
-  *p = data;
-  return true;
-}
-
 static const char *gz_error(int rc) {
   switch (rc) {
     case ISAL_INVALID_BLOCK:
@@ -96,8 +81,8 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
   }
   uint8_t *in, *out;
   size_t in_len, out_len;
-  if (!get_bytes(env, argv[1], &in, &in_len, "The \"input\" argument must be a Uint8Array") ||
-      !get_bytes(env, argv[2], &out, &out_len, "The \"output\" argument must be a Uint8Array"))
+  if (!arg_bytes(env, argv[1], &in, &in_len, "The \"input\" argument must be a Uint8Array") ||
+      !arg_bytes(env, argv[2], &out, &out_len, "The \"output\" argument must be a Uint8Array"))
     return NULL;
   if (in_len > UINT32_MAX || out_len > UINT32_MAX) return throw_range(env, "input and output must be under 4 GiB");
 
