@@ -18,6 +18,7 @@ import type { Closable, DaemonContext } from './context';
 import { extensions } from './extensions';
 import { prepareSocketPath } from './socket';
 import { returnLargeBuffersToKernel } from '../unpack/engine';
+import { closeIdleWorkers } from '../unpack/worker-pool';
 
 /** How long SIGTERM waits for in-flight calls before cutting them off. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -103,6 +104,7 @@ export async function startDaemon(cfg: Config, log: Logger = createLogger(cfg.lo
         });
         for (const c of closables.reverse()) await c.close().catch((e: unknown) => log.warn('extension did not close cleanly', { err: e as Error }));
         await reclaimer.stop();
+        await closeIdleWorkers();
         await driver!.close();
         store.close();
         try {

@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
 import { native } from '../../native';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
 import { detectCompression, type Compression } from './compression';
@@ -19,6 +18,7 @@ import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
 import type { WorkerInput, WorkerResult } from './protocol';
 import { createRing, RingWriter } from './ring';
 import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
+import { startApply } from './worker-pool';
 
 export interface ApplyLayerOptions {
   /** A path to the blob, or a stream of it. */
@@ -104,23 +104,11 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     applier: applierOpts,
     tarLimits: { maxMetaSize: limits.maxMetaSize, maxEntries: limits.maxEntries, maxTrailing: limits.maxTrailing },
   };
-  // The applier closes fds the addon opened; tracking them would cost a warning object per close.
-  // A small young generation: the worker allocates little per entry, and RSS is part of the contract.
-  const worker = new Worker(path.join(__dirname, 'worker.js'), {
-    workerData: input,
-    trackUnmanagedFds: false,
-    resourceLimits: { maxYoungGenerationSizeMb: 8 },
-  });
-  const result = new Promise<WorkerResult>((resolve, reject) => {
-    worker.once('message', (m: WorkerResult) => resolve(m));
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new UnpackError('io', `the apply worker exited (code ${code}) without a result`)));
-  });
-  // Until awaited, a rejection here must not count as unhandled.
-  result.catch(() => undefined);
+  const job = startApply(input);
+  const result = job.result;
 
-  // The worker starts first: its isolate takes ~80 ms to boot, which now overlaps opening and reading the layer
-  // and loading the decompressor instead of following them (snapctl apply pays it once per layer).
+  // The worker has the job before the layer is opened: a fresh one boots (~80 ms) while the layer is opened and
+  // read and the decompressor loads; a pooled one is already waiting on the ring.
   const source = typeof opts.layer === 'string' ? fs.createReadStream(opts.layer, { highWaterMark: 1 << 20 }) : opts.layer;
   const iter = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   // The first chunk decides the compression; it is then fed to the decompressor like any other.
@@ -140,7 +128,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     writer.fail();
     await iter.return?.().catch(() => undefined);
     await result.catch(() => undefined);
-    await worker.terminate();
+    await job.end();
     throw e;
   }
 
@@ -203,7 +191,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   try {
     res = await result;
   } finally {
-    await worker.terminate();
+    await job.end();
   }
   if (producerError) {
     if (producerError instanceof UnpackError) throw producerError;

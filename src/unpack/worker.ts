@@ -1,8 +1,10 @@
 /**
  * The apply worker thread: reads the uncompressed stream from the shared ring, parses it and applies it with
- * synchronous syscalls (DESIGN.md, "The unpacker's shape"). One worker per apply; it exits when done.
+ * synchronous syscalls (DESIGN.md, "The unpacker's shape"). Each message is one apply and gets one answer;
+ * between applies the worker waits, warm, in the pool (worker-pool.ts). run() owns everything an apply opens and
+ * closes it before answering, so nothing carries over to the next apply.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { Applier } from './apply';
 import { UnpackError } from './errors';
 import { RingAborted, RingReader } from './ring';
@@ -38,4 +40,4 @@ function run(input: WorkerInput): WorkerResult {
   }
 }
 
-parentPort?.postMessage(run(workerData as WorkerInput));
+parentPort?.on('message', (input: WorkerInput) => parentPort?.postMessage(run(input)));
