@@ -87,6 +87,14 @@ export interface NativeBinding {
    */
   gunzipRun(handle: GunzipHandle, input: Uint8Array, output: Uint8Array): [number, number, boolean];
 
+  // --- zstd (the system's libzstd, native/src/unzstd.c) ---------------------------------------------------
+  unzstdCreate(): UnzstdHandle;
+  /**
+   * One ZSTD_decompressStream: [consumed, produced, hint]. hint is 0 when a frame is complete and flushed (a
+   * non-zero hint at the end of the input: cut short). Corrupt data throws an Error with code ERR_ZSTD_CORRUPT.
+   */
+  unzstdRun(handle: UnzstdHandle, input: Uint8Array, output: Uint8Array): [number, number, number];
+
   // --- the applier's file writer (native/src/filewriter.c) ----------------------------------------------
   /** Threads that finish regular files off the apply worker; queued data is bounded by maxQueuedBytes. */
   fileWriterCreate(threads: number, maxQueuedBytes: number): FileWriterHandle;
@@ -127,6 +135,9 @@ export type FileWriterHandle = { readonly __fileWriter: unique symbol };
 
 /** An opaque inflater; freed when garbage-collected. */
 export type GunzipHandle = { readonly __gunzip: unique symbol };
+
+/** An opaque zstd decoder; freed when garbage-collected. */
+export type UnzstdHandle = { readonly __unzstd: unique symbol };
 
 export const FILE_WRITER = { CHOWN: 1, FSYNC: 2, PART: 4, SERIAL: 8 } as const;
 
@@ -227,5 +238,6 @@ function withFastProperties(a: NativeBinding): NativeBinding {
     getProjectUsage: a.getProjectUsage, fileWriterCreate: a.fileWriterCreate, fileWriterSubmit: a.fileWriterSubmit,
     fileWriterDrain: a.fileWriterDrain, fileWriterWaitMs: a.fileWriterWaitMs,
     fixMallocMmapThreshold: a.fixMallocMmapThreshold, gunzipCreate: a.gunzipCreate, gunzipRun: a.gunzipRun,
+    unzstdCreate: a.unzstdCreate, unzstdRun: a.unzstdRun,
   };
 }

@@ -10,7 +10,7 @@ PKGS=(
   xfsprogs e2fsprogs         # project-quota tests on loopback XFS/ext4
   attr                       # getfattr/setfattr in tests
   zstd                       # zstd layers and the tar --zstd peer
-  libisal-dev                # ISA-L: native/'s gzip inflater (scripts/build-native.sh installs it too)
+  libisal-dev libzstd-dev    # ISA-L and libzstd: native/'s gzip and zstd decoders (scripts/build-native.sh installs them too)
   util-linux mount           # losetup, mount
   qemu-system-x86 busybox-static kmod dmsetup thin-provisioning-tools  # devicemapper VM lane
 )

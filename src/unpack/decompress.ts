@@ -5,9 +5,9 @@
  * stream events and a copy into the ring per chunk: on the benchmark's 345 MB base layer that machinery cost the
  * main thread more CPU than zstd itself.
  *
- * gzip: ISA-L's igzip (native/src/gunzip.c says why not zlib). zstd: zstd-napi's low-level DCtx.
+ * gzip: ISA-L's igzip (native/src/gunzip.c says why not zlib). zstd: the system's libzstd (native/src/unzstd.c
+ * says why not zstd-napi's copy).
  */
-import type { DCtx } from 'zstd-napi/binding';
 import { native } from '../../native';
 import { UnpackError } from './errors';
 import type { RingWriter } from './ring';
@@ -93,21 +93,19 @@ function gzipDecoder(): Decoder {
 }
 
 function zstdDecoder(): Decoder {
-  // Loaded here: a plain or gzip layer never needs the native zstd binding.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { DCtx: Ctx } = require('zstd-napi/binding') as { DCtx: new () => DCtx };
-  const dctx = new Ctx();
+  const n = native();
+  const handle = n.unzstdCreate();
   return {
     name: 'zstd',
     step(out, src) {
       let r: [number, number, number];
       try {
-        r = dctx.decompressStream(out, src);
+        r = n.unzstdRun(handle, src, out);
       } catch (e) {
         throw new UnpackError('corrupt', `zstd stream: ${(e as Error).message}`);
       }
-      // ZSTD_decompressStream returns 0 when a frame is complete and fully flushed.
-      return { consumed: r[2], produced: r[1], midFrame: r[0] !== 0, flushed: r[0] === 0 };
+      // ZSTD_decompressStream's hint is 0 when a frame is complete and fully flushed.
+      return { consumed: r[0], produced: r[1], midFrame: r[2] !== 0, flushed: r[2] === 0 };
     },
   };
 }
