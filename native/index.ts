@@ -94,6 +94,8 @@ export interface NativeBinding {
    * non-zero hint at the end of the input: cut short). Corrupt data throws an Error with code ERR_ZSTD_CORRUPT.
    */
   unzstdRun(handle: UnzstdHandle, input: Uint8Array, output: Uint8Array): [number, number, number];
+  /** Frees the decoder's memory (its window) now; the handle cannot be used again. */
+  unzstdFree(handle: UnzstdHandle): void;
 
   // --- the applier's file writer (native/src/filewriter.c) ----------------------------------------------
   /** Threads that finish regular files off the apply worker; queued data is bounded by maxQueuedBytes. */
@@ -128,6 +130,8 @@ export interface NativeBinding {
   fileWriterDrain(writer: FileWriterHandle): void;
   /** Milliseconds submit() has spent waiting for the threads to make room (they were the bottleneck). */
   fileWriterWaitMs(writer: FileWriterHandle): number;
+  /** Stops the threads now; queued files are only closed, later submits fail (ECANCELED). */
+  fileWriterClose(writer: FileWriterHandle): void;
 }
 
 /** An opaque handle; its threads stop and its queued fds are closed when it is garbage-collected. */
@@ -236,8 +240,8 @@ function withFastProperties(a: NativeBinding): NativeBinding {
     btrfsSubvolDelete: a.btrfsSubvolDelete, btrfsSetReadonly: a.btrfsSetReadonly, btrfsSubvolId: a.btrfsSubvolId,
     setProjectId: a.setProjectId, getProjectId: a.getProjectId, setProjectQuota: a.setProjectQuota,
     getProjectUsage: a.getProjectUsage, fileWriterCreate: a.fileWriterCreate, fileWriterSubmit: a.fileWriterSubmit,
-    fileWriterDrain: a.fileWriterDrain, fileWriterWaitMs: a.fileWriterWaitMs,
+    fileWriterDrain: a.fileWriterDrain, fileWriterWaitMs: a.fileWriterWaitMs, fileWriterClose: a.fileWriterClose,
     fixMallocMmapThreshold: a.fixMallocMmapThreshold, gunzipCreate: a.gunzipCreate, gunzipRun: a.gunzipRun,
-    unzstdCreate: a.unzstdCreate, unzstdRun: a.unzstdRun,
+    unzstdCreate: a.unzstdCreate, unzstdRun: a.unzstdRun, unzstdFree: a.unzstdFree,
   };
 }

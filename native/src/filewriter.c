@@ -214,13 +214,18 @@ static void fw_stop(fw_writer *w) {
   w->nthreads = 0;
 }
 
+/* Nobody will read the result from here on: queued jobs skip their work and only close their fds. */
+static void fw_cancel(fw_writer *w) {
+  pthread_mutex_lock(&w->mu);
+  if (w->err == 0) w->err = ECANCELED;
+  pthread_mutex_unlock(&w->mu);
+  fw_stop(w);
+}
+
 static void fw_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
   fw_writer *w = data;
-  pthread_mutex_lock(&w->mu);
-  if (w->err == 0) w->err = ECANCELED; /* nobody will read the result: skip the work, close the fds */
-  pthread_mutex_unlock(&w->mu);
-  fw_stop(w);
+  fw_cancel(w);
   free(w->err_name);
   pthread_mutex_destroy(&w->mu);
   pthread_cond_destroy(&w->work);
@@ -458,12 +463,25 @@ static napi_value js_wait_ms(napi_env env, napi_callback_info info) {
   return js_number(env, ms);
 }
 
+/*
+ * fileWriterClose(writer): stops the threads now (queued jobs only close their fds); later submits fail with
+ * ECANCELED. A worker that outlives its apply (src/unpack/worker-pool.ts) would otherwise keep the threads and
+ * their malloc arenas until its garbage collector reached the handle.
+ */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  fw_writer *w = only_writer_arg(env, info);
+  if (w == NULL) return NULL;
+  fw_cancel(w);
+  return js_undefined(env);
+}
+
 bool init_filewriter(napi_env env, napi_value exports) {
   static const strata_fn fns[] = {
       {"fileWriterCreate", js_create},
       {"fileWriterSubmit", js_submit},
       {"fileWriterDrain", js_drain},
       {"fileWriterWaitMs", js_wait_ms},
+      {"fileWriterClose", js_close},
   };
   return register_fns(env, exports, fns, COUNT_OF(fns));
 }

@@ -14,22 +14,44 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <zstd.h>
+
+/* The context holds the frame's window (up to 128 MiB): unzstdFree gives it back when the layer ends instead of
+ * whenever the garbage collector gets to the handle. */
+typedef struct {
+  ZSTD_DCtx *d;
+} zs_stream;
 
 static void zs_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  ZSTD_freeDCtx((ZSTD_DCtx *)data);
+  zs_stream *z = data;
+  ZSTD_freeDCtx(z->d);
+  free(z);
+}
+
+static zs_stream *zs_arg(napi_env env, napi_value v) {
+  zs_stream *z = NULL;
+  if (napi_get_value_external(env, v, (void **)&z) != napi_ok || z == NULL) {
+    throw_type(env, "The \"handle\" argument must be an unzstd handle");
+    return NULL;
+  }
+  return z;
 }
 
 /* unzstdCreate() → handle */
 static napi_value js_create(napi_env env, napi_callback_info info) {
   (void)info;
-  ZSTD_DCtx *d = ZSTD_createDCtx();
-  if (d == NULL) return throw_errno(env, ENOMEM, "unzstdCreate", "", NULL);
+  zs_stream *z = malloc(sizeof *z);
+  if (z == NULL || (z->d = ZSTD_createDCtx()) == NULL) {
+    free(z);
+    return throw_errno(env, ENOMEM, "unzstdCreate", "", NULL);
+  }
   napi_value ext;
-  if (napi_create_external(env, d, zs_finalize, NULL, &ext) != napi_ok) {
-    ZSTD_freeDCtx(d);
+  if (napi_create_external(env, z, zs_finalize, NULL, &ext) != napi_ok) {
+    ZSTD_freeDCtx(z->d);
+    free(z);
     return NULL;
   }
   return ext;
@@ -44,10 +66,9 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
 static napi_value js_run(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!get_args(env, info, 3, argv)) return NULL;
-  ZSTD_DCtx *d = NULL;
-  if (napi_get_value_external(env, argv[0], (void **)&d) != napi_ok || d == NULL) {
-    return throw_type(env, "The \"handle\" argument must be an unzstd handle");
-  }
+  zs_stream *z = zs_arg(env, argv[0]);
+  if (z == NULL) return NULL;
+  if (z->d == NULL) return throw_type(env, "The unzstd handle was freed");
   uint8_t *in, *out;
   size_t in_len, out_len;
   if (!arg_bytes(env, argv[1], &in, &in_len, "The \"input\" argument must be a Uint8Array") ||
@@ -55,7 +76,7 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
     return NULL;
   ZSTD_inBuffer ib = {in, in_len, 0};
   ZSTD_outBuffer ob = {out, out_len, 0};
-  size_t hint = ZSTD_decompressStream(d, &ob, &ib);
+  size_t hint = ZSTD_decompressStream(z->d, &ob, &ib);
   if (ZSTD_isError(hint)) {
     napi_throw_error(env, "ERR_ZSTD_CORRUPT", ZSTD_getErrorName(hint));
     return NULL;
@@ -69,7 +90,18 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* unzstdFree(handle): frees the context now; the handle is unusable afterwards. */
+static napi_value js_free(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  zs_stream *z = zs_arg(env, argv[0]);
+  if (z == NULL) return NULL;
+  ZSTD_freeDCtx(z->d);
+  z->d = NULL;
+  return NULL;
+}
+
 bool init_unzstd(napi_env env, napi_value exports) {
-  static const strata_fn fns[] = {{"unzstdCreate", js_create}, {"unzstdRun", js_run}};
+  static const strata_fn fns[] = {{"unzstdCreate", js_create}, {"unzstdRun", js_run}, {"unzstdFree", js_free}};
   return register_fns(env, exports, fns, COUNT_OF(fns));
 }

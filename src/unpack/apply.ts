@@ -256,6 +256,8 @@ export class Applier implements TarSink {
     } catch {
       // Reported by finish(), or the apply already failed for another reason.
     }
+    // Its threads end with the apply, not when the (pooled, long-lived) worker's GC gets to the handle.
+    this.n.fileWriterClose(this.writer);
     if (this.fileFd >= 0) {
       fs.closeSync(this.fileFd);
       this.fileFd = -1;

@@ -28,6 +28,8 @@ interface Decoder {
   readonly name: 'gzip' | 'zstd';
   /** Decompresses from src into out. Throws UnpackError('corrupt') on corrupt data. */
   step(out: Uint8Array, src: Uint8Array): Step;
+  /** Gives the decoder's memory back now rather than at garbage collection. */
+  close(): void;
 }
 
 export interface DecompressSink {
@@ -49,6 +51,14 @@ export async function decompressIntoRing(
   sink: DecompressSink,
 ): Promise<void> {
   const dec = compression === 'gzip' ? gzipDecoder() : zstdDecoder();
+  try {
+    await decodeAll(dec, first, chunks, ring, sink);
+  } finally {
+    dec.close();
+  }
+}
+
+async function decodeAll(dec: Decoder, first: Buffer, chunks: AsyncIterator<Buffer>, ring: RingWriter, sink: DecompressSink): Promise<void> {
   let midFrame = false;
   let chunk: Buffer | null = first;
   while (chunk !== null) {
@@ -89,6 +99,8 @@ function gzipDecoder(): Decoder {
       }
       return { consumed: r[0], produced: r[1], midFrame: r[2], flushed: false };
     },
+    // 85 KiB of inflate state (its window included): the garbage collector's timing is good enough.
+    close() {},
   };
 }
 
@@ -106,6 +118,9 @@ function zstdDecoder(): Decoder {
       }
       // ZSTD_decompressStream's hint is 0 when a frame is complete and fully flushed.
       return { consumed: r[0], produced: r[1], midFrame: r[2] !== 0, flushed: r[2] === 0 };
+    },
+    close() {
+      n.unzstdFree(handle);
     },
   };
 }

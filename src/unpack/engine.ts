@@ -16,7 +16,7 @@ import { decompressIntoRing } from './decompress';
 import { UnpackError } from './errors';
 import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
 import type { WorkerInput, WorkerResult } from './protocol';
-import { createRing, RingWriter } from './ring';
+import { RingWriter } from './ring';
 import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
 import { startApply } from './worker-pool';
 
@@ -87,8 +87,6 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   if (opts.diffId !== undefined && !/^sha256:[0-9a-f]{64}$/.test(opts.diffId)) {
     throw new UnpackError('corrupt', `diffID "${opts.diffId}" is not sha256:<64 hex digits>`);
   }
-  const ring = createRing(opts.ringBytes ?? 4 << 20);
-  const writer = new RingWriter(ring);
   const applierOpts: ApplierOptions = {
     whiteouts: opts.whiteouts,
     userxattr: opts.userxattr,
@@ -98,14 +96,14 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     sync: opts.sync ?? 'syncfs',
     pathLimits: { maxPathBytes: limits.maxPathBytes, maxDepth: limits.maxDepth },
   };
-  const input: WorkerInput = {
+  const job = startApply(opts.ringBytes ?? 4 << 20, (ring): WorkerInput => ({
     ring,
     root: path.resolve(opts.root),
     applier: applierOpts,
     tarLimits: { maxMetaSize: limits.maxMetaSize, maxEntries: limits.maxEntries, maxTrailing: limits.maxTrailing },
-  };
-  const job = startApply(input);
+  }));
   const result = job.result;
+  const writer = new RingWriter(job.ring);
 
   // The worker has the job before the layer is opened: a fresh one boots (~80 ms) while the layer is opened and
   // read and the decompressor loads; a pooled one is already waiting on the ring.

@@ -22,7 +22,15 @@ export interface RingBuffers {
 }
 
 export function createRing(size: number): RingBuffers {
-  return { ctrl: new SharedArrayBuffer(CTRL_WORDS * 4), data: new SharedArrayBuffer(size) };
+  return reuseRing(new SharedArrayBuffer(size));
+}
+
+/**
+ * A ring over a data buffer an earlier, finished ring used (both of its sides done with it): fresh control
+ * words, so it starts empty and running; the stale bytes are never read (each side starts at offset 0).
+ */
+export function reuseRing(data: SharedArrayBuffer): RingBuffers {
+  return { ctrl: new SharedArrayBuffer(CTRL_WORDS * 4), data };
 }
 
 export class RingWriter {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { UnpackError } from './errors';
 import type { WorkerInput, WorkerResult } from './protocol';
+import { createRing, reuseRing, type RingBuffers } from './ring';
 
 /** Concurrent applies beyond this many still get workers; only this many wait idle afterwards. */
 const MAX_IDLE = 2;
@@ -19,6 +20,8 @@ const IDLE_MS = 60_000;
 
 interface Idle {
   worker: Worker;
+  /** The ring's data buffer the worker last read: the next apply reuses it (its control words are fresh). */
+  ringData: SharedArrayBuffer;
   timer: NodeJS.Timeout;
   /** Drops the worker from the pool if it dies while idle (it should not); removed when it is handed out. */
   onExit: () => void;
@@ -35,8 +38,10 @@ function spawn(): Worker {
   });
 }
 
-/** One apply's use of a worker: start it with run(), then end() exactly once. */
+/** One apply's use of a worker: end() it exactly once. */
 export interface ApplyJob {
+  /** The ring the worker reads this apply from. */
+  readonly ring: RingBuffers;
   /** Resolves with the worker's answer; rejects if the worker died without one. */
   readonly result: Promise<WorkerResult>;
   /** Returns the worker to the pool (if it answered) or terminates it. */
@@ -44,19 +49,25 @@ export interface ApplyJob {
 }
 
 /**
- * Takes an idle worker or boots one, and gives it the apply. The input may be sent before the ring carries any
- * data: the worker blocks on the ring, so booting overlaps opening and reading the layer.
+ * Takes an idle worker or boots one, and gives it the apply (`input` built around a ring of ringBytes). The
+ * input is sent before the ring carries any data: the worker blocks on the ring, so booting overlaps opening and
+ * reading the layer.
  */
-export function startApply(input: WorkerInput): ApplyJob {
-  const reused = idle.pop();
+export function startApply(ringBytes: number, input: (ring: RingBuffers) => WorkerInput): ApplyJob {
+  // Same size only: a reused ring must bound memory exactly as a fresh one would.
+  const i = idle.findIndex((e) => e.ringData.byteLength === ringBytes);
+  const reused = i >= 0 ? idle.splice(i, 1)[0] : undefined;
   let worker: Worker;
+  let ring: RingBuffers;
   if (reused) {
     clearTimeout(reused.timer);
     reused.worker.off('exit', reused.onExit);
     worker = reused.worker;
     worker.ref();
+    ring = reuseRing(reused.ringData);
   } else {
     worker = spawn();
+    ring = createRing(ringBytes);
   }
   let answered = false;
   let onMessage: (m: WorkerResult) => void = () => undefined;
@@ -75,10 +86,11 @@ export function startApply(input: WorkerInput): ApplyJob {
   });
   // Until awaited, a rejection here must not count as unhandled.
   result.catch(() => undefined);
-  worker.postMessage(input);
+  worker.postMessage(input(ring));
 
   let ended = false;
   return {
+    ring,
     result,
     async end(): Promise<void> {
       if (ended) return;
@@ -90,12 +102,12 @@ export function startApply(input: WorkerInput): ApplyJob {
         await worker.terminate();
         return;
       }
-      park(worker);
+      park(worker, ring.data);
     },
   };
 }
 
-function park(worker: Worker): void {
+function park(worker: Worker, ringData: SharedArrayBuffer): void {
   const leave = (): void => {
     const i = idle.indexOf(entry);
     if (i >= 0) idle.splice(i, 1);
@@ -103,6 +115,7 @@ function park(worker: Worker): void {
   };
   const entry: Idle = {
     worker,
+    ringData,
     timer: setTimeout(() => {
       leave();
       void worker.terminate();

@@ -101,4 +101,18 @@ describe('native: file writer', () => {
     assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, 'a refused final job still closes its fd');
     n.fileWriterDrain(w);
   });
+
+  it('close stops the threads at once: files already queued are closed, later submits fail', () => {
+    const w = n.fileWriterCreate(2, 4 * MiB);
+    const name = 'closed-before';
+    n.fileWriterSubmit(w, create(name), Buffer.from('kept'), 0, 4, 0, 0, 0, 0, 0o644, 0, 0, 0, 0, null, name);
+    n.fileWriterDrain(w);
+    n.fileWriterClose(w);
+    assert.equal(fs.readFileSync(path.join(dir, name), 'utf8'), 'kept', 'what was drained before close is on disk');
+    const fd = create('closed-after');
+    assert.throws(() => n.fileWriterSubmit(w, fd, Buffer.from('lost'), 0, 4, 0, 0, 0, 0, 0o644, 0, 0, 0, 0, null, 'closed-after'), { code: 'ECANCELED' });
+    assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, 'a refused final job still closes its fd');
+    assert.equal(fs.statSync(path.join(dir, 'closed-after')).size, 0);
+    n.fileWriterClose(w); // twice is harmless
+  });
 });

@@ -85,6 +85,20 @@ describe('apply worker pool', () => {
     assertTreesEqual(snapshotTree(target), expected, 'the tree after two refusals on the same worker');
   });
 
+  test('a worker is reused only with a ring of the size asked for', async () => {
+    const layer = blob(sample('h'));
+    const expected = await fresh(layer);
+    await closeIdleWorkers();
+    await applyLayer({ layer, root: dir(), whiteouts: 'delete', sync: 'none' });
+    assert.equal(idleWorkers(), 1);
+    const target = dir();
+    const small = applyLayer({ layer, root: target, whiteouts: 'delete', sync: 'none', ringBytes: 64 << 10 });
+    assert.equal(idleWorkers(), 1, 'the idle worker has a 4 MiB ring: a new worker gets the 64 KiB one');
+    await small;
+    assert.equal(idleWorkers(), 2);
+    assertTreesEqual(snapshotTree(target), expected, 'the tree through a 64 KiB ring');
+  });
+
   test('concurrent applies get a worker each; at most two wait afterwards', async () => {
     const layers = ['e', 'f', 'g'].map((t) => blob(gzip(sample(t))));
     const expected: Array<ReturnType<typeof snapshotTree>> = [];
