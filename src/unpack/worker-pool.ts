@@ -23,8 +23,11 @@ interface Idle {
   /** The ring's data buffer the worker last read: the next apply reuses it (its control words are fresh). */
   ringData: SharedArrayBuffer;
   timer: NodeJS.Timeout;
-  /** Drops the worker from the pool if it dies while idle (it should not); removed when it is handed out. */
-  onExit: () => void;
+  /**
+   * Drops the worker from the pool if it fails or dies while idle (it should not); listens for 'error' too, as
+   * an 'error' nobody listens for would throw in the daemon. Removed when the worker is handed out.
+   */
+  onGone: () => void;
 }
 
 const idle: Idle[] = [];
@@ -61,7 +64,7 @@ export function startApply(ringBytes: number, input: (ring: RingBuffers) => Work
   let ring: RingBuffers;
   if (reused) {
     clearTimeout(reused.timer);
-    reused.worker.off('exit', reused.onExit);
+    unwatch(reused);
     worker = reused.worker;
     worker.ref();
     ring = reuseRing(reused.ringData);
@@ -107,6 +110,11 @@ export function startApply(ringBytes: number, input: (ring: RingBuffers) => Work
   };
 }
 
+function unwatch(e: Idle): void {
+  e.worker.off('error', e.onGone);
+  e.worker.off('exit', e.onGone);
+}
+
 function park(worker: Worker, ringData: SharedArrayBuffer): void {
   const leave = (): void => {
     const i = idle.indexOf(entry);
@@ -120,10 +128,11 @@ function park(worker: Worker, ringData: SharedArrayBuffer): void {
       leave();
       void worker.terminate();
     }, IDLE_MS),
-    onExit: leave,
+    onGone: leave,
   };
   entry.timer.unref();
-  worker.once('exit', leave);
+  worker.on('error', leave);
+  worker.on('exit', leave);
   worker.unref();
   idle.push(entry);
 }
@@ -133,7 +142,7 @@ export async function closeIdleWorkers(): Promise<void> {
   const all = idle.splice(0);
   for (const e of all) {
     clearTimeout(e.timer);
-    e.worker.off('exit', e.onExit);
+    unwatch(e);
   }
   await Promise.all(all.map((e) => e.worker.terminate()));
 }
