@@ -2,10 +2,11 @@
  * zstd decompression with the system's libzstd (Debian's libzstd-dev), written straight into the caller's buffer
  * (the apply ring), like gunzip.c.
  *
- * Why not zstd-napi's DCtx, which did this before: streaming into the same 256 KiB runs, Debian's libzstd 1.5.4
- * decodes the benchmark's base layer in 280–390 ms where the copy of zstd 1.5.7 that zstd-napi builds takes
- * 420–430 ms (the 202 MB layer: 290 vs 360 ms). On a 2-core node that CPU is taken from the applier and the
- * filesystem. zstd-napi stays for compressing (snapctl diff --compress zstd), where its stream API is what fits.
+ * Why not zstd-napi's DCtx, which did this before: decoding the benchmark's three layers into the engine's
+ * 256 KiB runs from Node, Debian's libzstd 1.5.4 used 775 ms of CPU where the copy of zstd 1.5.7 that zstd-napi
+ * builds used 861 ms (medians of 6; most of the gain is on the 202 MB layer). On a 2-core node that CPU is taken
+ * from the applier and the filesystem, and the system library takes Debian's security updates. zstd-napi stays
+ * for compressing (snapctl diff --compress zstd), where its stream API is what fits.
  *
  * Framing is zstd's: frames may follow each other, skippable frames are skipped, each frame's checksum is
  * checked when it has one. The window is capped at zstd's default, 128 MiB (windowLogMax 27), so a
@@ -98,7 +99,7 @@ static napi_value js_free(napi_env env, napi_callback_info info) {
   if (z == NULL) return NULL;
   ZSTD_freeDCtx(z->d);
   z->d = NULL;
-  return NULL;
+  return js_undefined(env);
 }
 
 bool init_unzstd(napi_env env, napi_value exports) {
