@@ -59,9 +59,7 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
           try {
             const range = r.layerOffset > 0 || r.layerLength > 0;
             res = await applyLayer({
-              layer: range
-                ? fs.createReadStream(r.layerPath, { start: r.layerOffset, end: r.layerLength > 0 ? r.layerOffset + r.layerLength - 1 : undefined, highWaterMark: 1 << 20 })
-                : r.layerPath,
+              layer: range ? { path: r.layerPath, offset: r.layerOffset, length: r.layerLength > 0 ? r.layerLength : undefined } : r.layerPath,
               root: target.dir,
               whiteouts: target.whiteouts,
               lowerDirs: target.lowerDirs,

@@ -6,23 +6,23 @@
  * the caller discards the snapshot.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { native } from '../../native';
 import type { ApplierOptions, ApplyStats, SyncMode, WhiteoutForm } from './apply';
 import { detectCompression, type Compression } from './compression';
 import { decompressIntoRing } from './decompress';
 import { UnpackError } from './errors';
+import { FileChunks, type FileRange } from './file-chunks';
 import { DEFAULT_PATH_LIMITS, type PathLimits } from './paths';
 import type { WorkerInput, WorkerResult } from './protocol';
 import { RingWriter } from './ring';
 import { DEFAULT_TAR_LIMITS, type TarLimits } from './tar';
-import { startApply } from './worker-pool';
+import { DEFAULT_RING_BYTES, startApply } from './worker-pool';
 
 export interface ApplyLayerOptions {
-  /** A path to the blob, or a stream of it. */
-  layer: string | Readable;
+  /** A path to the blob, a byte range of a file holding it, or a stream of it. */
+  layer: string | LayerFileRange | Readable;
   /** The directory to apply into. */
   root: string;
   whiteouts: WhiteoutForm;
@@ -36,8 +36,12 @@ export interface ApplyLayerOptions {
   limits?: Partial<UnpackLimits>;
   /** Progress, called at most every ~100 ms with compressed bytes read so far. */
   onProgress?: (compressedBytes: number, uncompressedBytes: number) => void;
-  /** Ring size in bytes (default 4 MiB). */
+  /** Ring size in bytes (default DEFAULT_RING_BYTES, 4 MiB). */
   ringBytes?: number;
+}
+
+export interface LayerFileRange extends FileRange {
+  path: string;
 }
 
 export interface UnpackLimits extends TarLimits, PathLimits {
@@ -72,6 +76,12 @@ export interface ApplyResult {
 
 const PROGRESS_MS = 100;
 
+function layerChunks(layer: ApplyLayerOptions['layer']): AsyncIterator<Buffer> {
+  if (typeof layer === 'string') return new FileChunks(layer);
+  if (layer instanceof Readable) return layer[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  return new FileChunks(layer.path, layer);
+}
+
 /**
  * For processes that unpack (the daemon, `snapctl apply`): allocations above 1 MiB go back to the kernel when
  * freed instead of staying in the heap (native/src/memory.c has the figures and why not lower). Call once at
@@ -96,7 +106,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     sync: opts.sync ?? 'syncfs',
     pathLimits: { maxPathBytes: limits.maxPathBytes, maxDepth: limits.maxDepth },
   };
-  const job = startApply(opts.ringBytes ?? 4 << 20, (ring): WorkerInput => ({
+  const job = startApply(opts.ringBytes ?? DEFAULT_RING_BYTES, (ring): WorkerInput => ({
     ring,
     root: path.resolve(opts.root),
     applier: applierOpts,
@@ -107,8 +117,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
 
   // The worker has the job before the layer is opened: a fresh one boots (~80 ms) while the layer is opened and
   // read and the decompressor loads; a pooled one is already waiting on the ring.
-  const source = typeof opts.layer === 'string' ? fs.createReadStream(opts.layer, { highWaterMark: 1 << 20 }) : opts.layer;
-  const iter = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const iter = layerChunks(opts.layer);
   // The first chunk decides the compression; it is then fed to the decompressor like any other.
   let first: Buffer;
   let compression: Compression;
@@ -181,7 +190,8 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     producerError = e;
     writer.fail();
   } finally {
-    if (typeof opts.layer === 'string') (source as fs.ReadStream).destroy();
+    // A file is ours to close; a caller's stream is the caller's.
+    if (iter instanceof FileChunks) await iter.return();
   }
   if (!producerError) writer.end();
 

@@ -14,6 +14,9 @@ import { UnpackError } from './errors';
 import type { WorkerInput, WorkerResult } from './protocol';
 import { createRing, reuseRing, type RingBuffers } from './ring';
 
+/** The ring an apply gets unless it asks for another size. */
+export const DEFAULT_RING_BYTES = 4 << 20;
+
 /** Concurrent applies beyond this many still get workers; only this many wait idle afterwards. */
 const MAX_IDLE = 2;
 const IDLE_MS = 60_000;
@@ -135,6 +138,15 @@ function park(worker: Worker, ringData: SharedArrayBuffer): void {
   worker.on('exit', leave);
   worker.unref();
   idle.push(entry);
+}
+
+/**
+ * Boots a worker now, idle, for an apply about to start (with the default ring), so the boot overlaps whatever
+ * the caller loads and opens first. Does nothing if one waits already.
+ */
+export function prewarm(): void {
+  if (idle.some((e) => e.ringData.byteLength === DEFAULT_RING_BYTES)) return;
+  park(spawn(), createRing(DEFAULT_RING_BYTES).data);
 }
 
 /** Terminates the idle workers (daemon shutdown, tests). */
