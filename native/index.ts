@@ -73,10 +73,11 @@ export interface NativeBinding {
 
   // --- memory -----------------------------------------------------------------------------------------
   /**
-   * mallopt(M_MMAP_THRESHOLD): allocations from this size up are mmapped and given back when freed, with glibc's
-   * threshold adjustment off (native/src/memory.c says why). Process-wide; returns whether glibc accepted it.
+   * mallopt(M_MMAP_THRESHOLD, M_TRIM_THRESHOLD): allocations from mmapBytes up are mmapped and given back when
+   * freed, with glibc's threshold adjustment off; a heap keeps up to trimBytes free at its top (native/src/memory.c
+   * says why). Process-wide; returns whether glibc accepted both.
    */
-  fixMallocMmapThreshold(bytes: number): boolean;
+  fixMallocThresholds(mmapBytes: number, trimBytes: number): boolean;
 
   // --- gzip (ISA-L's igzip, native/src/gunzip.c) ----------------------------------------------------------
   gunzipCreate(): GunzipHandle;
@@ -241,7 +242,7 @@ function withFastProperties(a: NativeBinding): NativeBinding {
     setProjectId: a.setProjectId, getProjectId: a.getProjectId, setProjectQuota: a.setProjectQuota,
     getProjectUsage: a.getProjectUsage, fileWriterCreate: a.fileWriterCreate, fileWriterSubmit: a.fileWriterSubmit,
     fileWriterDrain: a.fileWriterDrain, fileWriterWaitMs: a.fileWriterWaitMs, fileWriterClose: a.fileWriterClose,
-    fixMallocMmapThreshold: a.fixMallocMmapThreshold, gunzipCreate: a.gunzipCreate, gunzipRun: a.gunzipRun,
+    fixMallocThresholds: a.fixMallocThresholds, gunzipCreate: a.gunzipCreate, gunzipRun: a.gunzipRun,
     unzstdCreate: a.unzstdCreate, unzstdRun: a.unzstdRun, unzstdFree: a.unzstdFree,
   };
 }

@@ -17,7 +17,7 @@ import type { Config } from './config';
 import type { Closable, DaemonContext } from './context';
 import { extensions } from './extensions';
 import { prepareSocketPath } from './socket';
-import { returnLargeBuffersToKernel } from '../unpack/engine';
+import { setUnpackMallocPolicy } from '../unpack/engine';
 import { closeIdleWorkers } from '../unpack/worker-pool';
 
 /** How long SIGTERM waits for in-flight calls before cutting them off. */
@@ -52,7 +52,7 @@ async function pickDriver(cfg: Config, store: MetadataStore, log: Logger): Promi
 }
 
 export async function startDaemon(cfg: Config, log: Logger = createLogger(cfg.logLevel)): Promise<RunningDaemon> {
-  returnLargeBuffersToKernel();
+  setUnpackMallocPolicy();
   fs.mkdirSync(cfg.root, { recursive: true, mode: 0o711 });
   const root = fs.realpathSync(cfg.root);
   cfg = { ...cfg, root };

@@ -84,11 +84,11 @@ function layerChunks(layer: ApplyLayerOptions['layer']): AsyncIterator<Buffer> {
 
 /**
  * For processes that unpack (the daemon, `snapctl apply`): allocations above 1 MiB go back to the kernel when
- * freed instead of staying in the heap (native/src/memory.c has the figures and why not lower). Call once at
- * startup.
+ * freed instead of staying in the heap, and a heap keeps up to 8 MiB free rather than refaulting it
+ * (native/src/memory.c has the figures). Call once at startup.
  */
-export function returnLargeBuffersToKernel(): void {
-  native().fixMallocMmapThreshold((1 << 20) + 1);
+export function setUnpackMallocPolicy(): void {
+  native().fixMallocThresholds((1 << 20) + 1, 8 << 20);
 }
 
 export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {

@@ -1,7 +1,7 @@
 /** snapctl apply LAYER DIR: apply one layer into a plain directory, no daemon (debugging, comparing with tar). */
 import type { Command } from '../command';
 import { json, wantsJson } from '../format';
-import { applyLayer, returnLargeBuffersToKernel } from '../../unpack/engine';
+import { applyLayer, setUnpackMallocPolicy } from '../../unpack/engine';
 import { toStrata } from '../../unpack/errors';
 import { parse, UsageError } from './common';
 import { formatRate } from '../../unpack/format';
@@ -32,7 +32,7 @@ export const command: Command = {
     const sync = values.sync;
     if (sync !== 'syncfs' && sync !== 'fsync' && sync !== 'none') throw new UsageError('--sync is syncfs, fsync or none');
     if (values.parents && whiteouts !== 'overlay') throw new UsageError('--parents only means something with --whiteouts overlay');
-    returnLargeBuffersToKernel();
+    setUnpackMallocPolicy();
     try {
       const r = await applyLayer({
         layer: layer === '-' ? process.stdin : layer,
