@@ -1,7 +1,8 @@
 /**
  * Apply workers kept warm between applies (src/unpack/worker-pool.ts): reused after success and after refusals,
  * never carrying anything from one apply into the next, bounded when applies run concurrently, and gone once
- * closed. Runs on any filesystem as any user (owners are only kept as root, which the trees compare either way).
+ * closed; a prewarmed worker is the one the next apply takes. Runs on any filesystem as any user (owners are
+ * only kept as root, which the trees compare either way).
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -10,7 +11,7 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { applyLayer } from '../../src/unpack/engine';
 import { UnpackError } from '../../src/unpack/errors';
-import { closeIdleWorkers, idleWorkers } from '../../src/unpack/worker-pool';
+import { closeIdleWorkers, idleWorkers, prewarm } from '../../src/unpack/worker-pool';
 import { assertTreesEqual, snapshotTree } from '../helpers/tree';
 import { corruptByte, gzip, TarBuilder, zstd } from './builder';
 
@@ -97,6 +98,22 @@ describe('apply worker pool', () => {
     await small;
     assert.equal(idleWorkers(), 2);
     assertTreesEqual(snapshotTree(target), expected, 'the tree through a 64 KiB ring');
+  });
+
+  test('a prewarmed worker (snapctl apply boots one before loading the command) takes the next apply', async () => {
+    const layer = blob(zstd(sample('p')));
+    const expected = await fresh(layer);
+    await closeIdleWorkers();
+    prewarm();
+    assert.equal(idleWorkers(), 1);
+    prewarm();
+    assert.equal(idleWorkers(), 1, 'one waiting already: prewarm boots no other');
+    const target = dir();
+    const running = applyLayer({ layer, root: target, whiteouts: 'delete', sync: 'none' });
+    assert.equal(idleWorkers(), 0, 'the apply took the prewarmed worker, still booting or not');
+    await running;
+    assert.equal(idleWorkers(), 1);
+    assertTreesEqual(snapshotTree(target), expected, 'the tree the prewarmed worker made');
   });
 
   test('concurrent applies get a worker each; at most two wait afterwards', async () => {
