@@ -57,9 +57,9 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
           const target = await s.openApplyTarget(key);
           let res;
           try {
-            const range = r.layerOffset > 0 || r.layerLength > 0;
             res = await applyLayer({
-              layer: range ? { path: r.layerPath, offset: r.layerOffset, length: r.layerLength > 0 ? r.layerLength : undefined } : r.layerPath,
+              // Offset 0 and no length is the whole file: one form covers a blob and a docker-save member.
+              layer: { path: r.layerPath, offset: r.layerOffset, length: r.layerLength > 0 ? r.layerLength : undefined },
               root: target.dir,
               whiteouts: target.whiteouts,
               lowerDirs: target.lowerDirs,
