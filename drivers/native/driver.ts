@@ -1,6 +1,6 @@
 /**
  * The native driver: every snapshot is a plain directory `<root>/snapshots/<id>/fs` holding its whole tree.
- * Prepare/View copy the parent's tree (reflinked where the filesystem shares extents), so it works on any
+ * Prepare/View copy the parent's tree (GNU cp; reflinked where the filesystem shares extents), so it works on any
  * filesystem, and layers are applied with real deletions. A layer's bytes are its parent's plus its changes,
  * so it cannot be rebased.
  */
@@ -49,7 +49,7 @@ export class NativeDriver implements Driver {
     }
     // Copy beside the final name and rename, so `fs` only ever exists complete.
     const partial = path.join(dir, 'fs.partial');
-    await copyTree(this.store.fs(parent), partial, { reflink: this.reflink.ok });
+    await copyTree(this.store.fs(parent), partial);
     fs.renameSync(partial, target);
   }
 
