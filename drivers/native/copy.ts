@@ -30,6 +30,11 @@ const CP_ARGS = [
   '--one-file-system',
 ];
 
+const STRERROR: ReadonlyArray<readonly [string, string]> = [
+  ['No space left on device', 'ENOSPC'],
+  ['Disk quota exceeded', 'EDQUOT'],
+];
+
 /** Copies the tree at src to dst, which must not exist yet. */
 export function copyTree(src: string, dst: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -38,7 +43,12 @@ export function copyTree(src: string, dst: string): Promise<void> {
       // One line per failed entry; the first few name the problem (a full disk, a missing xattr namespace).
       const lines = (stderr || err.message).trim().split('\n');
       const shown = lines.slice(0, 5).join('; ') + (lines.length > 5 ? `; and ${lines.length - 5} more` : '');
-      reject(new Error(`copying ${src} to ${dst}: ${shown}`));
+      const e: NodeJS.ErrnoException = new Error(`copying ${src} to ${dst}: ${shown}`);
+      // cp reports errno only as strerror text; the two that mean "out of space" must still map to
+      // RESOURCE_EXHAUSTED, as the same failure in the daemon's own writes does.
+      const errno = STRERROR.find(([text]) => stderr.includes(text));
+      if (errno) e.code = errno[1];
+      reject(e);
     });
   });
 }

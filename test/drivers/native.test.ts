@@ -7,9 +7,11 @@
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../../native/index';
-import { isStrataError } from '../../src/core/errors';
+import { isStrataError, toStrataError } from '../../src/core/errors';
+import { mountAll, unmountAll } from '../../src/core/mount';
 import { snapshotTree, assertTreesEqual } from '../helpers/tree';
 import { backendMissing, cleanupStale, createBtrfs, run, type LoopBackend } from '../helpers/backends';
 import { createHarness, fileContents, tryWrite, type Harness } from './harness';
@@ -208,6 +210,40 @@ describe('native driver', () => {
     await h.driver.remove(9999);
     await h.driver.remove(9999);
     assert.ok(!(await h.driver.listOnDisk()).includes(9999));
+  });
+});
+
+describe('native driver on a full disk', () => {
+  test('a copy that runs out of space is RESOURCE_EXHAUSTED, names the file, and leaves no fs/', async () => {
+    // A 4 MiB tmpfs: the parent's 3 MiB fits once, its copy cannot.
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-native-full-'));
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0700'] }], mnt);
+    let h: Harness | undefined;
+    try {
+      h = await createHarness('native', { root: path.join(mnt, 'root') });
+      const base = await h.create('active');
+      fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'big'), Buffer.alloc(3 << 20, 7));
+      const c = await h.commit(base);
+      await assert.rejects(
+        h.driver.create({ id: 2, kind: 'active', parents: [c.id] }, {}),
+        (e: NodeJS.ErrnoException) => {
+          assert.equal(e.code, 'ENOSPC');
+          assert.match(e.message, /No space left on device/);
+          assert.match(e.message, /big/);
+          assert.equal(toStrataError(e, 'prepare').code, 'ResourceExhausted');
+          return true;
+        },
+      );
+      assert.ok(!fs.existsSync(path.join(h.root, 'snapshots', '2', 'fs')), 'no complete-looking tree is left');
+      // The parent is untouched and the failed one's directory goes with remove, as the reclaimer does.
+      assert.equal(fs.readFileSync(path.join(h.root, 'snapshots', String(c.id), 'fs', 'big')).length, 3 << 20);
+      await h.driver.remove(2);
+      assert.deepEqual(await h.driver.listOnDisk(), [c.id]);
+    } finally {
+      await h?.cleanup();
+      await unmountAll(mnt);
+      fs.rmdirSync(mnt);
+    }
   });
 });
 
