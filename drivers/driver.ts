@@ -20,6 +20,12 @@ export interface SnapshotRef {
 export interface CreateOptions {
   /** Hard limit in bytes on the snapshot's writable layer (containerd.io/snapshot/max-size or config). */
   sizeLimit?: number;
+  /**
+   * Only strata's layer applier writes this active snapshot, and it is committed (or removed) right after. The
+   * applier replaces entries and never writes into an existing file, so a driver may share the parent's files
+   * with it instead of copying them (native: hard links). Its mounts, should anyone ask, are read-only.
+   */
+  applyOnly?: boolean;
 }
 
 /** A directory the caller may read or write for a while; release() undoes any mount made for it. */

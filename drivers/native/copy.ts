@@ -37,8 +37,22 @@ const STRERROR: ReadonlyArray<readonly [string, string]> = [
 
 /** Copies the tree at src to dst, which must not exist yet. */
 export function copyTree(src: string, dst: string): Promise<void> {
+  return cp(CP_ARGS, src, dst);
+}
+
+/**
+ * Makes dst a tree of new directories (owners, modes, xattrs and times copied) whose every other entry is a
+ * hard link to src's: no file data is written. Only for a tree that nothing will write into: cp creates the
+ * link and touches nothing else of the shared inode, so the parent's files keep their setuid bits and
+ * capabilities (a link does update their ctime).
+ */
+export function linkTree(src: string, dst: string): Promise<void> {
+  return cp([...CP_ARGS, '--link'], src, dst);
+}
+
+function cp(args: readonly string[], src: string, dst: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('cp', [...CP_ARGS, '--', src, dst], { maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
+    execFile('cp', [...args, '--', src, dst], { maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       // One line per failed entry; the first few name the problem (a full disk, a missing xattr namespace).
       const lines = (stderr || err.message).trim().split('\n');

@@ -56,13 +56,7 @@ export class DirStore {
    * mount of the same filesystem looks like a plain directory to both.
    */
   removeDir(id: number): Promise<void> {
-    const dir = this.dir(id);
-    return new Promise((resolve, reject) => {
-      execFile('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
-        if (err) reject(new Error(`removing ${dir}: ${(stderr || err.message).trim()}`));
-        else resolve();
-      });
-    });
+    return removeTree(this.dir(id));
   }
 
   /**
@@ -94,4 +88,14 @@ export class DirStore {
 export function fsTypeName(magic: number): string {
   for (const [name, m] of Object.entries(FS_MAGIC)) if (m === magic) return name.toLowerCase();
   return `0x${magic.toString(16)}`;
+}
+
+/** `rm -rf --one-file-system` of dir, in constant memory (see DirStore.removeDir). */
+export function removeTree(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`removing ${dir}: ${(stderr || err.message).trim()}`));
+      else resolve();
+    });
+  });
 }

@@ -9,10 +9,13 @@ import * as path from 'node:path';
 import type { ApplyTarget, CreateOptions, Driver, DriverOptions, DriverUsage, OpenDir, SnapshotRef } from '../driver';
 import type { Mount } from '../../src/core/types';
 import { failedPrecondition } from '../../src/core/errors';
-import { DirStore } from './dirstore';
-import { copyTree, probeReflink } from './copy';
+import { DirStore, removeTree } from './dirstore';
+import { copyTree, linkTree, probeReflink } from './copy';
 import { detectQuota, Limits } from './limits';
 import { walkUsage } from './walk-usage';
+
+/** In a snapshot's directory: its tree hard-links its parent's files (an applyOnly snapshot). */
+const SHARED_MARK = 'shares-parent-inodes';
 
 export class NativeDriver implements Driver {
   readonly name = 'native' as const;
@@ -49,12 +52,38 @@ export class NativeDriver implements Driver {
     }
     // Copy beside the final name and rename, so `fs` only ever exists complete.
     const partial = path.join(dir, 'fs.partial');
+    if (opts.applyOnly && !this.lim.enabled && (await this.tryLinkTree(parent, partial, dir))) {
+      fs.renameSync(partial, target);
+      return;
+    }
     await copyTree(this.store.fs(parent), partial);
     fs.renameSync(partial, target);
   }
 
+  /**
+   * A layer being unpacked shares its parent's files as hard links: the applier replaces what the layer changes
+   * and leaves the rest, so no file data is copied (on ext4, the benchmark's second and third layers skip
+   * rewriting 345 and 457 MB). Not with project quotas: a link into another project is EXDEV, and usage by
+   * quota would charge shared inodes to the parent. Anything else that refuses a link (EMLINK on an inode with
+   * 65,000 names on ext4) falls back to copying.
+   */
+  private async tryLinkTree(parent: number, partial: string, dir: string): Promise<boolean> {
+    try {
+      // Marked first: a tree sharing inodes must never be mounted writable, even after a crash mid-create.
+      fs.writeFileSync(path.join(dir, SHARED_MARK), '');
+      await linkTree(this.store.fs(parent), partial);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw e;
+      await removeTree(partial);
+      fs.rmSync(path.join(dir, SHARED_MARK), { force: true });
+      return false;
+    }
+  }
+
   async mounts(snap: SnapshotRef): Promise<Mount[]> {
-    return [{ type: 'bind', source: this.store.fs(snap.id), options: [snap.kind === 'view' ? 'ro' : 'rw', 'rbind'] }];
+    const ro = snap.kind === 'view' || fs.existsSync(path.join(this.store.dir(snap.id), SHARED_MARK));
+    return [{ type: 'bind', source: this.store.fs(snap.id), options: [ro ? 'ro' : 'rw', 'rbind'] }];
   }
 
   async commit(_snap: SnapshotRef): Promise<void> {

@@ -8,6 +8,11 @@ import type { Info, Labels, Mount } from './types';
 export interface SnapshotterApi {
   prepare(key: string, parent: string, labels: Labels): Promise<Mount[]>;
   view(key: string, parent: string, labels: Labels): Promise<Mount[]>;
+  /**
+   * An active snapshot that only strata's layer applier writes, committed or removed right after (Layers.Unpack):
+   * the driver may share the parent's files with it instead of copying them (CreateOptions.applyOnly).
+   */
+  prepareForApply(key: string, parent: string): Promise<void>;
   mounts(key: string): Promise<Mount[]>;
   /** Commits active `key` as `name`. `parent`, when given and different, rebases (drivers with canRebase). */
   commit(name: string, key: string, labels: Labels, parent?: string): Promise<void>;

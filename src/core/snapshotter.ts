@@ -78,11 +78,15 @@ export class Snapshotter implements SnapshotterApi {
     return this.create('active', key, parent, labels);
   }
 
+  async prepareForApply(key: string, parent: string): Promise<void> {
+    await this.create('active', key, parent, {}, true);
+  }
+
   view(key: string, parent: string, labels: Labels): Promise<Mount[]> {
     return this.create('view', key, parent, labels);
   }
 
-  private create(kind: Exclude<Kind, 'committed'>, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+  private create(kind: Exclude<Kind, 'committed'>, key: string, parent: string, labels: Labels, applyOnly = false): Promise<Mount[]> {
     return this.mutex.run(async () => {
       if (key === '') throw invalidArgument('snapshot key must not be empty');
       validateLabels(labels);
@@ -97,7 +101,7 @@ export class Snapshotter implements SnapshotterApi {
       const id = this.store.insertCreating({ key, parentId: parentRow?.id ?? null, kind, labels, sizeLimit });
       const ref: SnapshotRef = { id, kind, parents: parentRow ? [parentRow.id, ...this.store.ancestors(parentRow.id)] : [] };
       try {
-        await this.driver.create(ref, sizeLimit === null ? {} : { sizeLimit });
+        await this.driver.create(ref, { ...(sizeLimit === null ? {} : { sizeLimit }), ...(applyOnly ? { applyOnly } : {}) });
         const mounts = await this.driver.mounts(ref);
         this.store.markReady(id);
         this.log.debug('snapshot created', { key, id, kind, parent });

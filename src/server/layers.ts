@@ -51,7 +51,7 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
         }
         const t0 = performance.now();
         const key = unpackKey(r.name);
-        await s.prepare(key, r.parent, {});
+        await s.prepareForApply(key, r.parent);
         let committed = false;
         try {
           const target = await s.openApplyTarget(key);

@@ -197,6 +197,37 @@ describe('native driver', () => {
     await assert.rejects(h.create('active', undefined, 1 << 20), (e: unknown) => isStrataError(e, 'FailedPrecondition'));
   });
 
+  test('an applyOnly child hard-links its parent\'s files, mounts read-only, and a plain child copies', async () => {
+    const base = await h.create('active');
+    const t = await h.driver.openApplyTarget(base);
+    fs.mkdirSync(path.join(t.dir, 'd'), { mode: 0o750 });
+    fs.writeFileSync(path.join(t.dir, 'd/f'), 'parent');
+    fs.chmodSync(path.join(t.dir, 'd/f'), 0o4755);
+    fs.symlinkSync('d/f', path.join(t.dir, 'l'));
+    const c = await h.commit(base);
+    const parentDir = path.join(h.root, 'snapshots', String(c.id), 'fs');
+    const parentTree = snapshotTree(parentDir);
+    const ino = (dir: string, r: string): bigint => fs.lstatSync(path.join(dir, r), { bigint: true }).ino;
+
+    const shared = { id: 100, kind: 'active' as const, parents: [c.id] };
+    await h.driver.create(shared, { applyOnly: true });
+    const sharedDir = path.join(h.root, 'snapshots', '100', 'fs');
+    assertTreesEqual(snapshotTree(sharedDir), parentTree, 'linked tree');
+    assert.equal(ino(sharedDir, 'd/f'), ino(parentDir, 'd/f'), 'files are the parent\'s inodes');
+    assert.equal(ino(sharedDir, 'l'), ino(parentDir, 'l'), 'symlinks too');
+    assert.notEqual(ino(sharedDir, 'd'), ino(parentDir, 'd'), 'directories are new');
+    const m = await h.driver.mounts(shared);
+    assert.deepEqual(m[0]!.options, ['ro', 'rbind'], 'never mounted writable: a write would land in the parent');
+
+    const plain = await h.create('active', c);
+    const plainDir = path.join(h.root, 'snapshots', String(plain.id), 'fs');
+    assert.notEqual(ino(plainDir, 'd/f'), ino(parentDir, 'd/f'), 'a container\'s snapshot gets its own copies');
+    assert.deepEqual((await h.driver.mounts(plain))[0]!.options, ['rw', 'rbind']);
+    assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged');
+    await h.driver.remove(100);
+    assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged by removing the linked child');
+  });
+
   test('a create interrupted by a crash is redone; remove is idempotent', async () => {
     const base = await h.create('active');
     fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'f'), 'f');

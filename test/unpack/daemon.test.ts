@@ -118,6 +118,12 @@ for (const entry of selectedDrivers()) {
       }
       const ref = await reference(tmp, layers);
       assertTreesEqual(await viewTree(chains[2]!), snapshotTree(ref), `${driver} import of ${path.basename(image)}`);
+      // Each layer below is still exactly itself: unpacking its children (which replace a hardlinked file,
+      // white out files and dirs, link to its files) changed nothing in it, whatever the driver shares.
+      for (const i of [0, 1]) {
+        const below = await reference(tmp, layers.slice(0, i + 1));
+        assertTreesEqual(await viewTree(chains[i]!), snapshotTree(below), `${driver} layer ${i + 1} after its children`);
+      }
       const again = await run(['import', image]);
       assert.equal(again.code, 0, again.out);
       assert.equal(again.out.match(/already present/g)?.length, 3, again.out);
