@@ -3,7 +3,7 @@
 #   bench/ops     Stat, Prepare+Commit, List(100), Remove of 2000 files over the socket, per driver, next to
 #                 the bare filesystem operations they need
 #   bench/unpack  strata apply / daemon unpack vs GNU tar -xzf / --zstd -xf vs containerd 1.6 `ctr image import`
-#                 on the host fs, a loopback btrfs and a zfs-fuse pool (--fs / STRATA_BENCH_FS), per driver
+#                 on a loopback ext4, a loopback btrfs and a zfs-fuse pool (--fs / STRATA_BENCH_FS), per driver
 # Run as root on a quiet machine: the figures are wall-clock times. BENCH=ops or BENCH=unpack runs one of them;
 # extra arguments go to the ops benchmark (e.g. --drivers overlay,native --json out.json).
 set -euo pipefail

@@ -3,21 +3,21 @@
  * man pages, headers, Python and Perl libraries, zoneinfo; an app layer of /usr/sbin; an app layer of this
  * project's node_modules; ~690 MB, 46k entries), gzip and zstd variants, built once under the work dir.
  *
- * For each filesystem (`--fs` / STRATA_BENCH_FS, default host,btrfs,zfs; see fs.ts): the host's (ext4 here), a
- * loopback btrfs, a zfs-fuse pool, each set up for its pass and torn down after it, also on failure. On each,
+ * For each filesystem (`--fs` / STRATA_BENCH_FS, default ext4,btrfs,zfs; `host` also; see fs.ts): a loopback
+ * ext4, a loopback btrfs, a zfs-fuse pool, each set up for its pass and torn down after it, also on failure. On each,
  * side by side, medians of several cold runs (fresh target each time, every layer synced before the clock stops;
  * an untimed warm-up apply first, so the one-time costs of a new filesystem and of reading the layer blobs from
  * disk do not all land on whichever contender runs first):
  *   strata `snapctl apply` (one process per layer, like tar) into a directory on it;
  *   strata's daemon path (Layers.Unpack) with that filesystem's drivers, a fresh daemon per driver and
- *     compression so its VmHWM is that driver's peak: host overlay, native; btrfs btrfs, overlay; zfs zfs;
+ *     compression so its VmHWM is that driver's peak: ext4 and host overlay, native; btrfs btrfs, overlay; zfs zfs;
  *   GNU tar -xzf / --zstd -xf (+ sync -f) into a directory on it;
  *   containerd 1.6 `ctr image import` (overlayfs snapshotter, its root on that filesystem; content ingest
  *     measured separately with --no-unpack); skipped with the kernel's reason where overlayfs refuses the
  *     filesystem as upper dir (zfs-fuse);
- *   on the host only, `snapctl import` of the whole OCI archive through a fresh overlay daemon.
+ *   on ext4 and host only, `snapctl import` of the whole OCI archive through a fresh overlay daemon.
  * Prints times, MB/s, entries/s, peak RSS, the ratios against issue 3's targets, and where the daemon's time
- * goes per driver. Run: `node dist/bench/unpack/bench.js [--fs host,btrfs,zfs]` as root.
+ * goes per driver. Run: `node dist/bench/unpack/bench.js [--fs ext4,btrfs,zfs,host]` as root.
  * STRATA_BENCH_RUNS (3), STRATA_BENCH_DIR (/var/tmp/strata-bench-unpack), STRATA_BENCH_SKIP (comma list of
  * containerd, daemon, import, or a driver name), STRATA_BENCH_SMALL=1 (~27 MB of small trees: a smoke test).
  */
@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cleanupStale } from '../../test/helpers/backends';
 import { Containerd, findContainerd, type Binaries } from '../../test/helpers/containerd';
-import { FS_KINDS, fsMissing, setupFs, type BenchFs, type FsKind } from './fs';
+import { DEFAULT_FS, FS_KINDS, fsMissing, setupFs, type BenchFs, type FsKind } from './fs';
 import { buildLayers, COMPS, imageName, writeOciArchive, type Comp, type Layer } from './layers';
 import { render, type Row, type Section } from './report';
 import { applyRun, DaemonSeries, importRun, settle, tarRun } from './runners';
@@ -57,7 +57,7 @@ function checkStop(): void {
 
 function fsList(): FsKind[] {
   const { values } = parseArgs({ options: { fs: { type: 'string' } } });
-  const list = (values.fs ?? process.env.STRATA_BENCH_FS ?? FS_KINDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (values.fs ?? process.env.STRATA_BENCH_FS ?? DEFAULT_FS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const k of list) if (!FS_KINDS.includes(k as FsKind)) throw new Error(`unknown filesystem "${k}" (known: ${FS_KINDS.join(', ')})`);
   return list as FsKind[];
 }
@@ -86,7 +86,7 @@ async function benchFs(bfs: BenchFs, inp: Inputs, section: Section): Promise<voi
         for (const d of bfs.drivers) {
           if (!SKIP.has('daemon') && !SKIP.has(d)) daemons.push(await DaemonSeries.start(bfs.daemon(d, comp)));
         }
-        if (bfs.kind === 'host' && !SKIP.has('import')) imp = await DaemonSeries.start(bfs.daemon('overlay', `import-${comp}`));
+        if (bfs.importRow && !SKIP.has('import')) imp = await DaemonSeries.start(bfs.daemon('overlay', `import-${comp}`));
         const r = { apply: [] as number[], tar: [] as number[], ctr: [] as number[], ingest: [] as number[], imp: [] as number[] };
         const rss = { apply: 0, tar: 0, impClient: 0 };
         // Untimed: a fresh filesystem allocates its first block groups, and the blobs come from disk once. Before
@@ -156,7 +156,7 @@ async function main(): Promise<number> {
   const totals = { bytes: layers.reduce((a, l) => a + l.bytes, 0), entries: layers.reduce((a, l) => a + l.entries, 0) };
   const archives = { gzip: path.join(WORK, 'image-gzip.tar'), zstd: path.join(WORK, 'image-zstd.tar') };
   const bins = findContainerd('1.6');
-  if ((typeof bins !== 'string' && !SKIP.has('containerd')) || (kinds.includes('host') && !SKIP.has('import'))) {
+  if ((typeof bins !== 'string' && !SKIP.has('containerd')) || (kinds.some((k) => k === 'host' || k === 'ext4') && !SKIP.has('import'))) {
     for (const comp of COMPS) writeOciArchive(WORK, layers, comp, archives[comp]);
   }
   process.stdout.write(

@@ -1,6 +1,14 @@
 /**
  * The filesystems the unpack benchmark targets, each brought up for one pass and torn down after it:
- *   host   the filesystem of the work directory (ext4 on the shared VM); drivers overlay and native
+ *   ext4   a loopback ext4 (8 GiB sparse image, mkfs.ext4's defaults, so with a journal as on any node);
+ *          drivers overlay and native
+ *   host   the filesystem of the work directory; drivers overlay and native. Not a default: this VM's root is
+ *          an ext4 without a journal, and such an ext4 will not reuse an inode freed in the last 60 s
+ *          (ialloc.c's recently_deleted(), checked only when s_journal is NULL), scanning past each one on
+ *          every create. After a contender removes its 46k-entry tree, the next one's creates cost ~1 ms of
+ *          kernel CPU each: snapctl apply of the base layer took 3.1 s on a quiet disk and 27-35 s right after
+ *          a removal (30 s of it system time; perf: recently_deleted, find_get_block_common), so every row's
+ *          samples spread 2-3x with whoever ran after whom
  *   btrfs  a loopback btrfs (8 GiB sparse image, qgroups off); drivers btrfs and overlay, roots on the btrfs
  *   zfs    a zfs-fuse pool (8 GiB sparse image); the zfs driver. Targets of apply/tar are a dataset mounted by
  *          zfs-fuse; containerd's overlayfs runs there only if the kernel accepts an upper dir on it (probed)
@@ -10,11 +18,13 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { backendMissing, createBtrfs, createZfsPool, run } from '../../test/helpers/backends';
+import { backendMissing, createBtrfs, createExt4, createZfsPool, run } from '../../test/helpers/backends';
 import { removeTreeUnmounting, type DriverTable } from '../../test/helpers/daemon';
 
-export type FsKind = 'host' | 'btrfs' | 'zfs';
-export const FS_KINDS: readonly FsKind[] = ['host', 'btrfs', 'zfs'];
+export type FsKind = 'ext4' | 'host' | 'btrfs' | 'zfs';
+export const FS_KINDS: readonly FsKind[] = ['ext4', 'host', 'btrfs', 'zfs'];
+/** What a run without --fs measures. */
+export const DEFAULT_FS: readonly FsKind[] = ['ext4', 'btrfs', 'zfs'];
 export type DriverName = 'overlay' | 'native' | 'btrfs' | 'zfs';
 
 /** Big enough for every target of a run at once (layers ~700 MB unpacked; apply, tar, drivers, containerd). */
@@ -35,6 +45,8 @@ export interface BenchFs {
   /** Where snapctl apply and tar extract. */
   targets: string;
   drivers: readonly DriverName[];
+  /** Whether `snapctl import` of the whole image is timed here (an overlay daemon; once per ext4 kind). */
+  importRow: boolean;
   /** A fresh root (and dataset) for one daemon; tag makes it unique within the pass. */
   daemon(driver: DriverName, tag: string): DaemonSpec;
   /** containerd's directory on this filesystem, or why containerd's overlayfs cannot run on it. */
@@ -54,7 +66,8 @@ export async function fsMissing(kind: FsKind): Promise<string | undefined> {
 
 export async function setupFs(kind: FsKind, work: string): Promise<BenchFs> {
   if (kind === 'host') return hostFs(work);
-  if (kind === 'btrfs') return btrfsFs();
+  if (kind === 'ext4') return loopFs('ext4', ['overlay', 'native'], true);
+  if (kind === 'btrfs') return loopFs('btrfs', ['btrfs', 'overlay'], false);
   return zfsFs();
 }
 
@@ -70,6 +83,7 @@ function hostFs(work: string): BenchFs {
     type: fsType(work),
     targets,
     drivers: ['overlay', 'native'],
+    importRow: true,
     daemon: (driver, tag) => ({ driver, root: path.join(roots, `${driver}-${tag}`), config: {} }),
     containerd: { dir: cdir },
     async teardown() {
@@ -78,16 +92,18 @@ function hostFs(work: string): BenchFs {
   };
 }
 
-async function btrfsFs(): Promise<BenchFs> {
-  const b = await createBtrfs({ sizeMiB: IMAGE_MIB, quota: false });
+/** A loopback filesystem (ext4 with a journal, or btrfs) holding the targets, containerd and the daemons' roots. */
+async function loopFs(kind: 'ext4' | 'btrfs', drivers: readonly DriverName[], importRow: boolean): Promise<BenchFs> {
+  const b = await (kind === 'ext4' ? createExt4 : createBtrfs)({ sizeMiB: IMAGE_MIB, quota: false });
   const targets = path.join(b.mountpoint, 'targets');
   fs.mkdirSync(targets);
   fs.mkdirSync(path.join(b.mountpoint, 'containerd'));
   return {
-    kind: 'btrfs',
+    kind,
     type: fsType(b.mountpoint),
     targets,
-    drivers: ['btrfs', 'overlay'],
+    drivers,
+    importRow,
     daemon: (driver, tag) => ({ driver, root: path.join(b.mountpoint, 'roots', `${driver}-${tag}`), config: {} }),
     containerd: { dir: path.join(b.mountpoint, 'containerd') },
     teardown: () => b.cleanup(),
@@ -111,6 +127,7 @@ async function zfsFs(): Promise<BenchFs> {
       type: `${fsType(mnt)} (zfs-fuse)`,
       targets,
       drivers: ['zfs'],
+      importRow: false,
       daemon: (driver, tag) => ({ driver, root: path.join(base, 'roots', `${driver}-${tag}`), config: { dataset: `${pool.dataset}/${tag}` }, keepRoot: true }),
       containerd: why ? { skip: why } : { dir: path.join(mnt, 'containerd') },
       teardown: () => pool.cleanup(),
