@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cleanupStale } from '../../test/helpers/backends';
 import { Containerd, findContainerd, type Binaries } from '../../test/helpers/containerd';
-import { DEFAULT_FS, FS_KINDS, fsMissing, setupFs, type BenchFs, type FsKind } from './fs';
+import { DEFAULT_FS, FS_KINDS, fsMissing, hasImportRow, setupFs, type BenchFs, type FsKind } from './fs';
 import { buildLayers, COMPS, imageName, writeOciArchive, type Comp, type Layer } from './layers';
 import { render, type Row, type Section } from './report';
 import { applyRun, DaemonSeries, importRun, settle, tarRun } from './runners';
@@ -86,7 +86,7 @@ async function benchFs(bfs: BenchFs, inp: Inputs, section: Section): Promise<voi
         for (const d of bfs.drivers) {
           if (!SKIP.has('daemon') && !SKIP.has(d)) daemons.push(await DaemonSeries.start(bfs.daemon(d, comp)));
         }
-        if (bfs.importRow && !SKIP.has('import')) imp = await DaemonSeries.start(bfs.daemon('overlay', `import-${comp}`));
+        if (hasImportRow(bfs.kind) && !SKIP.has('import')) imp = await DaemonSeries.start(bfs.daemon('overlay', `import-${comp}`));
         const r = { apply: [] as number[], tar: [] as number[], ctr: [] as number[], ingest: [] as number[], imp: [] as number[] };
         const rss = { apply: 0, tar: 0, impClient: 0 };
         // Untimed: a fresh filesystem allocates its first block groups, and the blobs come from disk once. Before
@@ -156,7 +156,7 @@ async function main(): Promise<number> {
   const totals = { bytes: layers.reduce((a, l) => a + l.bytes, 0), entries: layers.reduce((a, l) => a + l.entries, 0) };
   const archives = { gzip: path.join(WORK, 'image-gzip.tar'), zstd: path.join(WORK, 'image-zstd.tar') };
   const bins = findContainerd('1.6');
-  if ((typeof bins !== 'string' && !SKIP.has('containerd')) || (kinds.some((k) => k === 'host' || k === 'ext4') && !SKIP.has('import'))) {
+  if ((typeof bins !== 'string' && !SKIP.has('containerd')) || (kinds.some(hasImportRow) && !SKIP.has('import'))) {
     for (const comp of COMPS) writeOciArchive(WORK, layers, comp, archives[comp]);
   }
   process.stdout.write(

@@ -25,6 +25,11 @@ export type FsKind = 'ext4' | 'host' | 'btrfs' | 'zfs';
 export const FS_KINDS: readonly FsKind[] = ['ext4', 'host', 'btrfs', 'zfs'];
 /** What a run without --fs measures. */
 export const DEFAULT_FS: readonly FsKind[] = ['ext4', 'btrfs', 'zfs'];
+
+/** Whether `snapctl import` of the whole image is timed on kind (through an overlay daemon; the ext4 kinds). */
+export function hasImportRow(kind: FsKind): boolean {
+  return kind === 'ext4' || kind === 'host';
+}
 export type DriverName = 'overlay' | 'native' | 'btrfs' | 'zfs';
 
 /** Big enough for every target of a run at once (layers ~700 MB unpacked; apply, tar, drivers, containerd). */
@@ -45,8 +50,6 @@ export interface BenchFs {
   /** Where snapctl apply and tar extract. */
   targets: string;
   drivers: readonly DriverName[];
-  /** Whether `snapctl import` of the whole image is timed here (an overlay daemon; once per ext4 kind). */
-  importRow: boolean;
   /** A fresh root (and dataset) for one daemon; tag makes it unique within the pass. */
   daemon(driver: DriverName, tag: string): DaemonSpec;
   /** containerd's directory on this filesystem, or why containerd's overlayfs cannot run on it. */
@@ -66,8 +69,8 @@ export async function fsMissing(kind: FsKind): Promise<string | undefined> {
 
 export async function setupFs(kind: FsKind, work: string): Promise<BenchFs> {
   if (kind === 'host') return hostFs(work);
-  if (kind === 'ext4') return loopFs('ext4', ['overlay', 'native'], true);
-  if (kind === 'btrfs') return loopFs('btrfs', ['btrfs', 'overlay'], false);
+  if (kind === 'ext4') return loopFs('ext4', ['overlay', 'native']);
+  if (kind === 'btrfs') return loopFs('btrfs', ['btrfs', 'overlay']);
   return zfsFs();
 }
 
@@ -83,7 +86,6 @@ function hostFs(work: string): BenchFs {
     type: fsType(work),
     targets,
     drivers: ['overlay', 'native'],
-    importRow: true,
     daemon: (driver, tag) => ({ driver, root: path.join(roots, `${driver}-${tag}`), config: {} }),
     containerd: { dir: cdir },
     async teardown() {
@@ -93,7 +95,7 @@ function hostFs(work: string): BenchFs {
 }
 
 /** A loopback filesystem (ext4 with a journal, or btrfs) holding the targets, containerd and the daemons' roots. */
-async function loopFs(kind: 'ext4' | 'btrfs', drivers: readonly DriverName[], importRow: boolean): Promise<BenchFs> {
+async function loopFs(kind: 'ext4' | 'btrfs', drivers: readonly DriverName[]): Promise<BenchFs> {
   const b = await (kind === 'ext4' ? createExt4 : createBtrfs)({ sizeMiB: IMAGE_MIB, quota: false });
   const targets = path.join(b.mountpoint, 'targets');
   fs.mkdirSync(targets);
@@ -103,7 +105,6 @@ async function loopFs(kind: 'ext4' | 'btrfs', drivers: readonly DriverName[], im
     type: fsType(b.mountpoint),
     targets,
     drivers,
-    importRow,
     daemon: (driver, tag) => ({ driver, root: path.join(b.mountpoint, 'roots', `${driver}-${tag}`), config: {} }),
     containerd: { dir: path.join(b.mountpoint, 'containerd') },
     teardown: () => b.cleanup(),
@@ -127,7 +128,6 @@ async function zfsFs(): Promise<BenchFs> {
       type: `${fsType(mnt)} (zfs-fuse)`,
       targets,
       drivers: ['zfs'],
-      importRow: false,
       daemon: (driver, tag) => ({ driver, root: path.join(base, 'roots', `${driver}-${tag}`), config: { dataset: `${pool.dataset}/${tag}` }, keepRoot: true }),
       containerd: why ? { skip: why } : { dir: path.join(mnt, 'containerd') },
       teardown: () => pool.cleanup(),
