@@ -133,6 +133,15 @@ export interface NativeBinding {
   fileWriterWaitMs(writer: FileWriterHandle): number;
   /** Stops the threads now; queued files are only closed, later submits fail (ECANCELED). */
   fileWriterClose(writer: FileWriterHandle): void;
+
+  // --- SHA-256 on its own thread (OpenSSL's, native/src/sha256.c) ------------------------------------------
+  sha256Create(): Sha256Handle;
+  /** Copies bytes in; the thread hashes them in order. Waits only while its 4 MiB buffer is full. */
+  sha256Update(hasher: Sha256Handle, bytes: Uint8Array): void;
+  /** Lowercase hex of the digest of every byte given; waits for the thread. The handle is spent. */
+  sha256Digest(hasher: Sha256Handle): string;
+  /** The digest is not wanted: stops the thread and frees the buffer now. The handle is spent. */
+  sha256Close(hasher: Sha256Handle): void;
 }
 
 /** An opaque handle; its threads stop and its queued fds are closed when it is garbage-collected. */
@@ -140,6 +149,9 @@ export type FileWriterHandle = { readonly __fileWriter: unique symbol };
 
 /** An opaque inflater; freed when garbage-collected. */
 export type GunzipHandle = { readonly __gunzip: unique symbol };
+
+/** An opaque hasher; its thread stops when it is spent or garbage-collected. */
+export type Sha256Handle = { readonly __sha256: unique symbol };
 
 /** An opaque zstd decoder; freed when garbage-collected. */
 export type UnzstdHandle = { readonly __unzstd: unique symbol };
@@ -244,5 +256,6 @@ function withFastProperties(a: NativeBinding): NativeBinding {
     fileWriterDrain: a.fileWriterDrain, fileWriterWaitMs: a.fileWriterWaitMs, fileWriterClose: a.fileWriterClose,
     fixMallocThresholds: a.fixMallocThresholds, gunzipCreate: a.gunzipCreate, gunzipRun: a.gunzipRun,
     unzstdCreate: a.unzstdCreate, unzstdRun: a.unzstdRun, unzstdFree: a.unzstdFree,
+    sha256Create: a.sha256Create, sha256Update: a.sha256Update, sha256Digest: a.sha256Digest, sha256Close: a.sha256Close,
   };
 }

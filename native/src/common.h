@@ -65,6 +65,7 @@ bool init_filewriter(napi_env env, napi_value exports);
 bool init_memory(napi_env env, napi_value exports);
 bool init_gunzip(napi_env env, napi_value exports);
 bool init_unzstd(napi_env env, napi_value exports);
+bool init_sha256(napi_env env, napi_value exports);
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
