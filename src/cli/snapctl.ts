@@ -125,7 +125,10 @@ async function runCommand(cmd: Command, argv: string[], io: CliIO): Promise<numb
 if (require.main === module) {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {
-      process.exitCode = code;
+      // Out now: the command is done and, on Linux, its output was written synchronously (files, pipes, TTYs
+      // alike). Waiting for the event loop to drain tears down apply's idle worker (a whole V8 isolate) first:
+      // 13 ms of every `snapctl apply` (73 vs 86 ms for a one-file layer, hyperfine, 40 runs).
+      process.exit(code);
     },
     (e: unknown) => {
       process.stderr.write(`snapctl: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
