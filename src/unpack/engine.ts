@@ -138,7 +138,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     throw e;
   }
 
-  // Hashed on a thread of its own: on the main thread it was ~1/3 of the decompressor's time (sha256.c).
+  // Hashed on a thread of its own, beside the decompressor rather than after it (native/src/sha256.c: why).
   const bin = native();
   const hasher = bin.sha256Create();
   let compressed = 0;
