@@ -1,9 +1,9 @@
 /**
  * applyLayer(): a layer blob (file or stream) → files under a directory. The main thread reads and
  * decompresses (async reads, so the daemon's event loop keeps serving) into a shared ring (gzip and zstd in
- * place, plain tar by copy), and a worker thread parses and applies them synchronously. The main thread hashes
- * the uncompressed stream as it enters the ring and compares it with the expected diffID. Any failure rejects;
- * the caller discards the snapshot.
+ * place, plain tar by copy), and a worker thread parses and applies them synchronously. The uncompressed
+ * stream goes to a hashing thread as it enters the ring, and its digest is compared with the expected diffID.
+ * Any failure rejects; the caller discards the snapshot.
  */
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
