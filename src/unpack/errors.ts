@@ -41,12 +41,15 @@ const CODE_BY_KIND: Record<UnpackErrorKind, ErrorCode> = {
   io: 'Internal',
 };
 
-/** The core's typed error for an unpack failure, so the gRPC layer maps it in its one place. */
-export function toStrata(e: unknown): StrataError {
+/**
+ * The core's typed error for an unpack failure, so the gRPC layer maps it in its one place. `what` starts the
+ * message: the daemon's Unpack and `snapctl apply` each name themselves.
+ */
+export function toStrata(e: unknown, what: 'unpack' | 'apply' = 'unpack'): StrataError {
   if (e instanceof StrataError) return e;
   if (e instanceof UnpackError) {
     const code = e.errno === 'ENOSPC' || e.errno === 'EDQUOT' ? 'ResourceExhausted' : CODE_BY_KIND[e.kind];
-    return new StrataError(code, `unpack: ${e.message}`, { cause: e });
+    return new StrataError(code, `${what}: ${e.message}`, { cause: e });
   }
-  return new StrataError('Internal', `unpack: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  return new StrataError('Internal', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

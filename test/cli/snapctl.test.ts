@@ -91,6 +91,26 @@ test('usage errors exit 2 with the command usage; help exits 0', async () => {
   assert.match(badLabel.stderr, /not of the form key=value/);
 });
 
+test('snapctl apply needs no daemon and names itself in its errors: a missing layer, a corrupt one', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'snapctl-apply-'));
+  try {
+    const none = '/nonexistent/x.sock';
+    const target = path.join(dir, 'root');
+    fs.mkdirSync(target);
+    const missing = await snapctl(none, ['apply', path.join(dir, 'no-such-layer.tar'), target]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^snapctl: apply: reading the layer: ENOENT: .*no-such-layer\.tar/);
+    const corrupt = path.join(dir, 'corrupt.tar.gz');
+    fs.writeFileSync(corrupt, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]), Buffer.alloc(64, 0xff)]));
+    const bad = await snapctl(none, ['apply', corrupt, target]);
+    assert.equal(bad.code, 7, bad.stderr);
+    assert.match(bad.stderr, /^snapctl: apply: gzip stream: /);
+    assert.deepEqual(fs.readdirSync(target), []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 const wanted = (process.env.STRATA_TEST_DRIVERS ?? 'overlay,native').split(',');
 for (const entry of DRIVERS.filter((d) => (d.label === 'overlay' || d.label === 'native') && wanted.includes(d.label))) {
   describe(`snapctl against strata (${entry.label})`, () => {

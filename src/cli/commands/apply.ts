@@ -50,7 +50,7 @@ export const command: Command = {
       }
       return 0;
     } catch (e) {
-      throw toStrata(e);
+      throw toStrata(e, 'apply');
     }
   },
 };
