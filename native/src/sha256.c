@@ -91,18 +91,26 @@ static void hs_finalize(napi_env env, void *data, void *hint) {
   free(h);
 }
 
-static hasher *get_hasher(napi_env env, napi_value v) {
+/* The handle in v; a spent one (digest taken, or closed) is refused unless allow_spent. */
+static hasher *get_hasher(napi_env env, napi_value v, bool allow_spent) {
   void *data = NULL;
   if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
     throw_type(env, "The \"hasher\" argument must be a sha256 hasher handle");
     return NULL;
   }
   hasher *h = data;
-  if (h->done) {
+  if (h->done && !allow_spent) {
     napi_throw_error(env, "ERR_INVALID_STATE", "sha256: the hasher is spent (its digest was taken, or it was closed)");
     return NULL;
   }
   return h;
+}
+
+/* After the thread has stopped: the handle is spent and its buffer goes now, not at garbage collection. */
+static void hs_spend(hasher *h) {
+  h->done = true;
+  free(h->buf);
+  h->buf = NULL;
 }
 
 /* sha256Create() → handle */
@@ -139,7 +147,7 @@ static napi_value js_update(napi_env env, napi_callback_info info) {
   uint8_t *data;
   size_t len;
   if (!get_args(env, info, 2, argv)) return NULL;
-  hasher *h = get_hasher(env, argv[0]);
+  hasher *h = get_hasher(env, argv[0], false);
   if (h == NULL || !arg_bytes(env, argv[1], &data, &len, "The \"bytes\" argument must be a Uint8Array")) return NULL;
   while (len > 0) {
     pthread_mutex_lock(&h->mu);
@@ -171,16 +179,14 @@ static napi_value js_update(napi_env env, napi_callback_info info) {
 static napi_value js_digest(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
-  hasher *h = get_hasher(env, argv[0]);
+  hasher *h = get_hasher(env, argv[0], false);
   if (h == NULL) return NULL;
   pthread_mutex_lock(&h->mu);
   h->finishing = true;
   pthread_cond_signal(&h->data);
   pthread_mutex_unlock(&h->mu);
   hs_join(h);
-  h->done = true;
-  free(h->buf);
-  h->buf = NULL;
+  hs_spend(h);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   if (h->failed || EVP_DigestFinal_ex(h->ctx, md, &mdlen) != 1 || mdlen != 32) {
@@ -200,16 +206,11 @@ static napi_value js_digest(napi_env env, napi_callback_info info) {
 /* sha256Close(hasher): the digest is not wanted: stops the thread now and frees the buffer (not at GC). */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  void *data = NULL;
   if (!get_args(env, info, 1, argv)) return NULL;
-  if (napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) {
-    return throw_type(env, "The \"hasher\" argument must be a sha256 hasher handle");
-  }
-  hasher *h = data;
+  hasher *h = get_hasher(env, argv[0], true);
+  if (h == NULL) return NULL;
   hs_cancel(h);
-  h->done = true;
-  free(h->buf);
-  h->buf = NULL;
+  hs_spend(h);
   return js_undefined(env);
 }
 
