@@ -1,8 +1,9 @@
 /**
- * The native driver: every snapshot is a plain directory `<root>/snapshots/<id>/fs` holding its whole tree.
- * Prepare/View copy the parent's tree (GNU cp; reflinked where the filesystem shares extents), so it works on any
- * filesystem, and layers are applied with real deletions. A layer's bytes are its parent's plus its changes,
- * so it cannot be rebased.
+ * The native driver: every snapshot is a plain directory `<root>/snapshots/<id>/fs`. An active or view snapshot
+ * holds its whole tree: Prepare/View copy the parent's (GNU cp; reflinked where the filesystem shares extents),
+ * so it works on any filesystem, and layers are applied into it with real deletions. A layer strata unpacks
+ * itself on top of a parent is kept as its changes only (deltas.ts), and made whole again in every snapshot
+ * taken from it. A layer's meaning depends on its parent's, so it cannot be rebased.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +12,7 @@ import type { Mount } from '../../src/core/types';
 import { failedPrecondition } from '../../src/core/errors';
 import { DirStore, removeTree } from './dirstore';
 import { copyTree, linkTree, probeReflink } from './copy';
+import { DELTA_MARK, DELTA_XATTR_PREFIX, isDelta, layersOf, materialize, probeDeltas } from './deltas';
 import { detectQuota, Limits } from './limits';
 import { walkUsage } from './walk-usage';
 
@@ -24,14 +26,23 @@ export class NativeDriver implements Driver {
   private readonly store: DirStore;
   private limits: Limits | undefined;
   private reflink = { ok: false, reason: 'not probed' };
+  private deltas = { ok: false, reason: 'not probed' };
+  private readonly wantDeltas: boolean;
 
   constructor(opts: DriverOptions) {
     this.store = new DirStore(opts.root);
+    const v = opts.config['layer_deltas'];
+    this.wantDeltas = !(v === false || v === 'false');
   }
 
   async init(): Promise<void> {
     this.store.init();
+    // Trees made for openTree readers that a crash left behind: hard links only, but 40k inodes' worth each.
+    for (const name of fs.readdirSync(this.store.tmp)) {
+      if (name.startsWith('tree-')) await removeTree(path.join(this.store.tmp, name));
+    }
     this.reflink = probeReflink(this.store.tmp);
+    this.deltas = this.wantDeltas ? probeDeltas(this.store.tmp) : { ok: false, reason: 'layer_deltas = false' };
     this.limits = new Limits(await detectQuota(this.store.root), this.store.root);
   }
 
@@ -50,28 +61,34 @@ export class NativeDriver implements Driver {
       fs.mkdirSync(target, { mode: 0o755 });
       return;
     }
-    // Copy beside the final name and rename, so `fs` only ever exists complete.
+    if (opts.applyOnly && this.deltas.ok) {
+      // Marked before fs exists: an unmarked fs is always a whole tree, even after a crash mid-create.
+      fs.writeFileSync(path.join(dir, DELTA_MARK), '');
+      fs.mkdirSync(target, { mode: 0o755 });
+      return;
+    }
+    // Made beside the final name and renamed, so `fs` only ever exists complete.
     const partial = path.join(dir, 'fs.partial');
-    if (opts.applyOnly && !this.lim.enabled && (await this.tryLinkTree(parent, partial, dir))) {
+    if (opts.applyOnly && !this.lim.enabled && (await this.tryLinkTree(snap.parents, partial, dir))) {
       fs.renameSync(partial, target);
       return;
     }
-    await copyTree(this.store.fs(parent), partial);
+    await materialize(this.store, snap.parents, partial, copyTree);
     fs.renameSync(partial, target);
   }
 
   /**
-   * A layer being unpacked shares its parent's files as hard links: the applier replaces what the layer changes
-   * and leaves the rest, so no file data is copied (on ext4, the benchmark's second and third layers skip
-   * rewriting 345 and 457 MB). Not with project quotas: a link into another project is EXDEV, and usage by
+   * Where deltas cannot be stored (or layer_deltas = false), a layer being unpacked shares its parent's files as
+   * hard links: the applier replaces what the layer changes and leaves the rest, so no file data is copied (on
+   * ext4, the benchmark's second and third layers skip rewriting 345 and 457 MB). Not with project quotas: a link into another project is EXDEV, and usage by
    * quota would charge shared inodes to the parent. Anything else that refuses a link (EMLINK on an inode with
    * 65,000 names on ext4) falls back to copying.
    */
-  private async tryLinkTree(parent: number, partial: string, dir: string): Promise<boolean> {
+  private async tryLinkTree(parents: readonly number[], partial: string, dir: string): Promise<boolean> {
     try {
       // Marked first: a tree sharing inodes must never be mounted writable, even after a crash mid-create.
       fs.writeFileSync(path.join(dir, SHARED_MARK), '');
-      await linkTree(this.store.fs(parent), partial);
+      await materialize(this.store, parents, partial, linkTree);
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw e;
@@ -82,7 +99,8 @@ export class NativeDriver implements Driver {
   }
 
   async mounts(snap: SnapshotRef): Promise<Mount[]> {
-    const ro = snap.kind === 'view' || fs.existsSync(path.join(this.store.dir(snap.id), SHARED_MARK));
+    // A view, a tree sharing its parent's inodes, and a delta (which is not a tree anyone should see) are read-only.
+    const ro = snap.kind === 'view' || fs.existsSync(path.join(this.store.dir(snap.id), SHARED_MARK)) || isDelta(this.store, snap.id);
     return [{ type: 'bind', source: this.store.fs(snap.id), options: [ro ? 'ro' : 'rw', 'rbind'] }];
   }
 
@@ -102,12 +120,33 @@ export class NativeDriver implements Driver {
   }
 
   async openApplyTarget(snap: SnapshotRef): Promise<ApplyTarget> {
-    return { dir: this.store.fs(snap.id), whiteouts: 'delete', lowerDirs: [], release: async () => {} };
+    const dir = this.store.fs(snap.id);
+    if (!isDelta(this.store, snap.id)) return { dir, whiteouts: 'delete', lowerDirs: [], release: async () => {} };
+    // The applier consults the layers below for implicit directories, copy-ups of hardlinked files and opaque
+    // directories: the deltas down to, and including, the nearest whole tree.
+    const { whole, deltas } = layersOf(this.store, snap.parents);
+    return {
+      dir,
+      whiteouts: 'overlay',
+      lowerDirs: [...deltas, whole].map((id) => this.store.fs(id)),
+      overlayXattrPrefix: DELTA_XATTR_PREFIX,
+      release: async () => {},
+    };
   }
 
   async openTree(snap: SnapshotRef): Promise<OpenDir> {
-    // The directory already holds the whole tree; readers promise not to write.
-    return { dir: this.store.fs(snap.id), release: async () => {} };
+    // A whole tree is read in place; readers promise not to write.
+    if (!isDelta(this.store, snap.id)) return { dir: this.store.fs(snap.id), release: async () => {} };
+    // A delta's tree is made for the reader by linking (no file data is written), and removed by release().
+    const tmp = this.store.tempDir(`tree-${snap.id}-`);
+    const release = () => removeTree(tmp);
+    try {
+      await materialize(this.store, [snap.id, ...snap.parents], path.join(tmp, 'fs'), linkTree);
+    } catch (e) {
+      await release();
+      throw e;
+    }
+    return { dir: path.join(tmp, 'fs'), release };
   }
 
   async listOnDisk(): Promise<number[]> {
@@ -120,6 +159,7 @@ export class NativeDriver implements Driver {
       root: this.store.root,
       backingFs: this.store.backingFs(),
       reflink: this.reflink.ok ? 'yes' : `no: ${this.reflink.reason}`,
+      unpackedLayers: this.deltas.ok ? 'changes only (deltas)' : `whole trees: ${this.deltas.reason}`,
       quota: this.lim.description,
       usage: this.lim.enabled ? 'project quota (O(1))' : 'walk',
     };

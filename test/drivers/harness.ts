@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Driver, DriverName, SnapshotRef } from '../../drivers/driver';
+import type { Driver, DriverConfig, DriverName, SnapshotRef } from '../../drivers/driver';
 import { loadDriverModule } from '../../drivers/index';
 import { mountTemp, unmountAll } from '../../src/core/mount';
 import type { Kind } from '../../src/core/types';
@@ -24,9 +24,9 @@ export interface Harness {
   cleanup(): Promise<void>;
 }
 
-export async function createHarness(name: DriverName, opts: { root?: string; firstId?: number } = {}): Promise<Harness> {
+export async function createHarness(name: DriverName, opts: { root?: string; firstId?: number; config?: DriverConfig } = {}): Promise<Harness> {
   const root = opts.root ?? fs.mkdtempSync(path.join(os.tmpdir(), `strata-drv-${name}-`));
-  const driver = loadDriverModule(name).create({ root, config: {} });
+  const driver = loadDriverModule(name).create({ root, config: opts.config ?? {} });
   await driver.init();
   let nextId = opts.firstId ?? 1;
   const mounted = new Map<string, () => Promise<void>>();

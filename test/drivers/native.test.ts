@@ -9,12 +9,16 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { native } from '../../native/index';
 import { isStrataError, toStrataError } from '../../src/core/errors';
 import { mountAll, unmountAll } from '../../src/core/mount';
 import { snapshotTree, assertTreesEqual } from '../helpers/tree';
 import { backendMissing, cleanupStale, createBtrfs, run, type LoopBackend } from '../helpers/backends';
 import { createHarness, fileContents, tryWrite, type Harness } from './harness';
+import { copyTree } from '../../drivers/native/copy';
+import { applyLayer } from '../../src/unpack/engine';
+import { TarBuilder } from '../unpack/builder';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -197,35 +201,132 @@ describe('native driver', () => {
     await assert.rejects(h.create('active', undefined, 1 << 20), (e: unknown) => isStrataError(e, 'FailedPrecondition'));
   });
 
-  test('an applyOnly child hard-links its parent\'s files, mounts read-only, and a plain child copies', async () => {
+  test('an unpacked layer is stored as its changes; every snapshot taken from it is a whole, plain tree', async () => {
     const base = await h.create('active');
     const t = await h.driver.openApplyTarget(base);
-    fs.mkdirSync(path.join(t.dir, 'd'), { mode: 0o750 });
-    fs.writeFileSync(path.join(t.dir, 'd/f'), 'parent');
-    fs.chmodSync(path.join(t.dir, 'd/f'), 0o4755);
-    fs.symlinkSync('d/f', path.join(t.dir, 'l'));
+    assert.equal(t.whiteouts, 'delete', 'a base layer is a whole tree');
+    const p = (r: string): string => path.join(t.dir, r);
+    fs.mkdirSync(p('d'), { mode: 0o750 });
+    fs.writeFileSync(p('d/f'), 'parent');
+    fs.chmodSync(p('d/f'), 0o4755);
+    fs.writeFileSync(p('d/gone'), 'deleted by the first delta');
+    fs.mkdirSync(p('opq/sub'), { recursive: true });
+    fs.writeFileSync(p('opq/sub/hidden'), 'hidden by an opaque dir');
+    fs.writeFileSync(p('keep'), 'kept');
+    fs.symlinkSync('d/f', p('l'));
     const c = await h.commit(base);
     const parentDir = path.join(h.root, 'snapshots', String(c.id), 'fs');
     const parentTree = snapshotTree(parentDir);
+
+    // Layer 2 through the applier in the form the driver asks for, as the daemon's Unpack does.
+    const l2 = new TarBuilder()
+      .file('d/f', 'replaced', { mode: 0o755 })
+      .file('d/.wh.gone')
+      .dir('opq')
+      .file('opq/.wh..wh..opq')
+      .file('opq/new', 'new in an opaque dir')
+      .hardlink('keep-link', 'keep')
+      .file('etc/implicit-parent', 'x')
+      .build();
+    const d1 = { id: 100, kind: 'active' as const, parents: [c.id] };
+    await h.driver.create(d1, { applyOnly: true });
+    const d1Dir = path.join(h.root, 'snapshots', '100', 'fs');
+    assert.deepEqual(fs.readdirSync(d1Dir), [], 'nothing of the parent is linked or copied');
+    assert.deepEqual((await h.driver.mounts(d1))[0]!.options, ['ro', 'rbind'], 'a delta is never mounted writable');
+    const t1 = await h.driver.openApplyTarget(d1);
+    assert.equal(t1.whiteouts, 'overlay');
+    assert.deepEqual(t1.lowerDirs, [parentDir]);
+    await applyLayer({ layer: Readable.from([l2]), root: t1.dir, whiteouts: t1.whiteouts, lowerDirs: t1.lowerDirs, sync: 'none' });
+    const c1 = await h.commit(d1);
+    // The delta holds the layer's entries in overlay's form, and the one lower file a hardlink needed copied up.
+    assert.deepEqual(fs.readdirSync(d1Dir).sort(), ['d', 'etc', 'keep', 'keep-link', 'opq']);
+    assert.ok(fs.lstatSync(path.join(d1Dir, 'd/gone')).isCharacterDevice(), 'a deletion is a whiteout device');
+    assert.equal(native().lgetxattr(path.join(d1Dir, 'opq'), 'trusted.overlay.opaque')?.toString(), 'y');
+    assert.deepEqual(fs.readdirSync(path.join(d1Dir, 'opq')), ['new']);
+
+    // Layer 3 on top of the delta: a delta of a delta, consulting both below.
+    const l3 = new TarBuilder().file('.wh.keep-link').file('opq/.wh.new').file('d/added', 'in layer 3').build();
+    const d2 = { id: 101, kind: 'active' as const, parents: [c1.id, c.id] };
+    await h.driver.create(d2, { applyOnly: true });
+    const t2 = await h.driver.openApplyTarget(d2);
+    assert.deepEqual(t2.lowerDirs, [d1Dir, parentDir], 'the deltas below, then the nearest whole tree');
+    await applyLayer({ layer: Readable.from([l3]), root: t2.dir, whiteouts: t2.whiteouts, lowerDirs: t2.lowerDirs, sync: 'none' });
+    const c2 = await h.commit(d2);
+
+    // The reference: the same layers applied with real deletions onto a copy of the parent.
+    const ref = fs.mkdtempSync(path.join(h.root, 'ref-'));
+    fs.rmdirSync(ref);
+    await copyTree(parentDir, ref);
+    for (const layer of [l2, l3]) await applyLayer({ layer: Readable.from([layer]), root: ref, whiteouts: 'delete', sync: 'none' });
+    const refTree = snapshotTree(ref);
+    assert.ok(!refTree.has('d/gone') && !refTree.has('opq/sub') && !refTree.has('keep-link') && refTree.has('d/added'));
+
+    // A container's snapshot on top: whole, writable, its own inodes.
+    const ctr = await h.create('active', c2);
+    const ctrDir = path.join(h.root, 'snapshots', String(ctr.id), 'fs');
+    assertTreesEqual(snapshotTree(ctrDir), refTree, 'a container on top of two deltas');
+    assert.deepEqual((await h.driver.mounts(ctr))[0]!.options, ['rw', 'rbind']);
     const ino = (dir: string, r: string): bigint => fs.lstatSync(path.join(dir, r), { bigint: true }).ino;
+    assert.notEqual(ino(ctrDir, 'd/added'), ino(path.join(h.root, 'snapshots', '101', 'fs'), 'd/added'), 'copied, not linked');
+    assert.notEqual(ino(ctrDir, 'keep'), ino(parentDir, 'keep'));
+    // A view of the middle layer shows it as of layer 2.
+    const view = await h.create('view', c1);
+    const viewTree = snapshotTree(path.join(h.root, 'snapshots', String(view.id), 'fs'));
+    assert.equal(viewTree.get('opq/new')?.type, 'file', 'layer 2 made opq/new');
+    assert.equal(viewTree.get('keep-link')?.type, 'file', 'layer 2 made keep-link');
+    assert.ok(!viewTree.has('d/added') && !viewTree.has('opq/sub') && !viewTree.has('d/gone'));
 
-    const shared = { id: 100, kind: 'active' as const, parents: [c.id] };
-    await h.driver.create(shared, { applyOnly: true });
-    const sharedDir = path.join(h.root, 'snapshots', '100', 'fs');
-    assertTreesEqual(snapshotTree(sharedDir), parentTree, 'linked tree');
-    assert.equal(ino(sharedDir, 'd/f'), ino(parentDir, 'd/f'), 'files are the parent\'s inodes');
-    assert.equal(ino(sharedDir, 'l'), ino(parentDir, 'l'), 'symlinks too');
-    assert.notEqual(ino(sharedDir, 'd'), ino(parentDir, 'd'), 'directories are new');
-    const m = await h.driver.mounts(shared);
-    assert.deepEqual(m[0]!.options, ['ro', 'rbind'], 'never mounted writable: a write would land in the parent');
+    // openTree of a delta: a whole tree for the reader, removed by release().
+    const tree = await h.driver.openTree(c2);
+    assertTreesEqual(snapshotTree(tree.dir), refTree, 'openTree of a delta');
+    await tree.release();
+    assert.ok(!fs.existsSync(tree.dir), 'the reader\'s tree is removed');
 
-    const plain = await h.create('active', c);
-    const plainDir = path.join(h.root, 'snapshots', String(plain.id), 'fs');
-    assert.notEqual(ino(plainDir, 'd/f'), ino(parentDir, 'd/f'), 'a container\'s snapshot gets its own copies');
-    assert.deepEqual((await h.driver.mounts(plain))[0]!.options, ['rw', 'rbind']);
-    assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged');
-    await h.driver.remove(100);
-    assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged by removing the linked child');
+    // Usage of a delta is its own layer's, as for overlay.
+    const u = await h.driver.usage(c2);
+    assert.ok(u.inodes < 10, `a delta's usage counts its own entries (${u.inodes})`);
+    assertTreesEqual(snapshotTree(parentDir), parentTree, 'the parent is unchanged');
+    await h.driver.remove(ctr.id);
+    await h.driver.remove(view.id);
+    assertTreesEqual(snapshotTree(parentDir), parentTree, 'the parent is unchanged by removing its children');
+  });
+
+  test('with layer_deltas = false, an applyOnly child hard-links its parent\'s files, mounts read-only, and a plain child copies', async () => {
+    const hl = await createHarness('native', { config: { layer_deltas: false } });
+    try {
+      const s = await hl.driver.status();
+      assert.equal(s.unpackedLayers, 'whole trees: layer_deltas = false');
+      const base = await hl.create('active');
+      const t = await hl.driver.openApplyTarget(base);
+      fs.mkdirSync(path.join(t.dir, 'd'), { mode: 0o750 });
+      fs.writeFileSync(path.join(t.dir, 'd/f'), 'parent');
+      fs.chmodSync(path.join(t.dir, 'd/f'), 0o4755);
+      fs.symlinkSync('d/f', path.join(t.dir, 'l'));
+      const c = await hl.commit(base);
+      const parentDir = path.join(hl.root, 'snapshots', String(c.id), 'fs');
+      const parentTree = snapshotTree(parentDir);
+      const ino = (dir: string, r: string): bigint => fs.lstatSync(path.join(dir, r), { bigint: true }).ino;
+
+      const shared = { id: 100, kind: 'active' as const, parents: [c.id] };
+      await hl.driver.create(shared, { applyOnly: true });
+      const sharedDir = path.join(hl.root, 'snapshots', '100', 'fs');
+      assertTreesEqual(snapshotTree(sharedDir), parentTree, 'linked tree');
+      assert.equal(ino(sharedDir, 'd/f'), ino(parentDir, 'd/f'), 'files are the parent\'s inodes');
+      assert.equal(ino(sharedDir, 'l'), ino(parentDir, 'l'), 'symlinks too');
+      assert.notEqual(ino(sharedDir, 'd'), ino(parentDir, 'd'), 'directories are new');
+      const m = await hl.driver.mounts(shared);
+      assert.deepEqual(m[0]!.options, ['ro', 'rbind'], 'never mounted writable: a write would land in the parent');
+
+      const plain = await hl.create('active', c);
+      const plainDir = path.join(hl.root, 'snapshots', String(plain.id), 'fs');
+      assert.notEqual(ino(plainDir, 'd/f'), ino(parentDir, 'd/f'), 'a container\'s snapshot gets its own copies');
+      assert.deepEqual((await hl.driver.mounts(plain))[0]!.options, ['rw', 'rbind']);
+      assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged');
+      await hl.driver.remove(100);
+      assertTreesEqual(snapshotTree(parentDir), parentTree, 'parent unchanged by removing the linked child');
+    } finally {
+      await hl.cleanup();
+    }
   });
 
   test('a create interrupted by a crash is redone; remove is idempotent', async () => {
