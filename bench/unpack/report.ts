@@ -20,7 +20,7 @@ export interface Row {
   driver?: DriverName;
   /** Daemon rows: what the Unpack replies said, per run. */
   unpacks?: UnpackRun[];
-  /** Daemon rows: Prepare+Commit of an empty child on each layer's parent, summed (timed once, apart). */
+  /** Daemon rows: Unpacks of an empty layer on each layer's parent less their syncfs, summed (timed once, apart). */
   snapshotOpsMs?: number;
   /** Import row: the snapctl client process's own peak RSS (KiB). */
   clientRssKb?: number;
@@ -132,7 +132,7 @@ export function render(sections: readonly Section[], t: Totals): string {
       if (l) out.push(`  ${l}`);
     }
     const bd = s.rows.map(breakdownLine).filter((l): l is string => l !== undefined);
-    if (bd.length) out.push('  where the daemon path\'s time goes (medians; Prepare+Commit of an empty child on the same parents, timed apart):', ...bd.map((l) => `  ${l}`));
+    if (bd.length) out.push('  where the daemon path\'s time goes (medians; Prepare+Commit = Unpacks of an empty layer on the same parents less their syncfs, timed apart):', ...bd.map((l) => `  ${l}`));
     const rss = rssLine(s.rows);
     if (rss) out.push(rss);
   }

@@ -131,7 +131,7 @@ export interface UnpackRun {
 /** A fresh `strata serve` for one driver (and one compression's runs). */
 export class DaemonSeries {
   readonly runs: UnpackRun[] = [];
-  /** Prepare+Commit of an empty child on each layer's parent, summed: the driver's snapshot cost per image. */
+  /** Unpacks of an empty layer on each layer's parent, less their syncfs, summed: the snapshot cost per image. */
   snapshotOpsMs: number | undefined;
 
   private constructor(
@@ -179,17 +179,23 @@ export class DaemonSeries {
     return r;
   }
 
+  /**
+   * What an Unpack spends on snapshots alone: an Unpack of an empty layer (an end-of-archive block) on each
+   * layer's parent, less its syncfs. It goes through the same Prepare-for-apply and Commit as a real layer, which
+   * a client's Prepare does not (on native, a client's Prepare makes a whole, writable tree).
+   */
   private async probeSnapshotOps(names: readonly string[], run: number): Promise<number> {
-    const c = this.daemon.client;
+    const empty = path.join(path.dirname(this.spec.root), 'empty-layer.tar');
+    fs.writeFileSync(empty, Buffer.alloc(1024));
     let ms = 0;
+    const probes: string[] = [];
     for (let i = 0; i < names.length; i++) {
-      const key = `probe-${run}-${i}`;
-      const t0 = performance.now();
-      await c.prepare(key, names[i - 1] ?? '');
-      await c.commit(`${key}-c`, key);
-      ms += performance.now() - t0;
-      await c.remove(`${key}-c`);
+      const name = `probe-${run}-${i}`;
+      const x = await this.layersApi.unpack({ name, parent: names[i - 1] ?? '', layerPath: empty });
+      ms += x.durationMs - x.syncMs;
+      probes.push(name);
     }
+    for (const n of probes) await this.daemon.client.remove(n);
     await this.waitReclaimed();
     return ms;
   }
