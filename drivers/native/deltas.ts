@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { native } from '../../native';
 import { applyLayer } from '../../src/unpack/engine';
 import { diffTarStream } from '../../src/unpack/diff';
+import { UnpackError } from '../../src/unpack/errors';
 import type { DirStore } from './dirstore';
 
 export const DELTA_MARK = 'layer-delta';
@@ -73,6 +74,21 @@ export async function materialize(
   await base(store.fs(whole), dst);
   for (const id of deltas.reverse()) {
     const { stream } = diffTarStream({ kind: 'upper', dir: store.fs(id), overlayPrefix: DELTA_XATTR_PREFIX });
-    await applyLayer({ layer: stream, root: dst, whiteouts: 'delete', sync: 'none' });
+    try {
+      await applyLayer({ layer: stream, root: dst, whiteouts: 'delete', sync: 'none' });
+    } catch (e) {
+      throw deltaError(id, e);
+    }
   }
+}
+
+/**
+ * A failure applying a stored delta is the node's (a full disk) or strata's, never the caller's input: the errno
+ * goes where toStrataError looks for it, so a full disk is ResourceExhausted and anything else Internal.
+ */
+function deltaError(id: number, e: unknown): Error {
+  const err: NodeJS.ErrnoException = new Error(`applying the stored changes of snapshot ${id}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  const errno = e instanceof UnpackError ? e.errno : (e as NodeJS.ErrnoException).code;
+  if (errno) err.code = errno;
+  return err;
 }

@@ -17,6 +17,7 @@ import { snapshotTree, assertTreesEqual } from '../helpers/tree';
 import { backendMissing, cleanupStale, createBtrfs, run, type LoopBackend } from '../helpers/backends';
 import { createHarness, fileContents, tryWrite, type Harness } from './harness';
 import { copyTree } from '../../drivers/native/copy';
+import { loadDriverModule } from '../../drivers/index';
 import { applyLayer } from '../../src/unpack/engine';
 import { TarBuilder } from '../unpack/builder';
 
@@ -202,6 +203,7 @@ describe('native driver', () => {
   });
 
   test('an unpacked layer is stored as its changes; every snapshot taken from it is a whole, plain tree', async () => {
+    assert.equal((await h.driver.status()).unpackedLayers, 'changes only (deltas)');
     const base = await h.create('active');
     const t = await h.driver.openApplyTarget(base);
     assert.equal(t.whiteouts, 'delete', 'a base layer is a whole tree');
@@ -329,6 +331,20 @@ describe('native driver', () => {
     }
   });
 
+  test('trees made for readers of a delta that a crash left in tmp/ are removed at startup', async () => {
+    const left = path.join(h.root, 'tmp', 'tree-7-x1y2', 'fs');
+    fs.mkdirSync(path.join(left, 'd'), { recursive: true });
+    fs.writeFileSync(path.join(left, 'd/f'), 'a link in real life');
+    const other = path.join(h.root, 'tmp', 'not-ours');
+    fs.mkdirSync(other);
+    const again = loadDriverModule('native').create({ root: h.root, config: {} });
+    await again.init();
+    assert.ok(!fs.existsSync(path.dirname(left)), 'the reader tree is gone');
+    assert.ok(fs.existsSync(other), 'nothing else in tmp/ is touched');
+    await again.close();
+    fs.rmdirSync(other);
+  });
+
   test('a create interrupted by a crash is redone; remove is idempotent', async () => {
     const base = await h.create('active');
     fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'f'), 'f');
@@ -371,6 +387,44 @@ describe('native driver on a full disk', () => {
       assert.equal(fs.readFileSync(path.join(h.root, 'snapshots', String(c.id), 'fs', 'big')).length, 3 << 20);
       await h.driver.remove(2);
       assert.deepEqual(await h.driver.listOnDisk(), [c.id]);
+    } finally {
+      await h?.cleanup();
+      await unmountAll(mnt);
+      fs.rmdirSync(mnt);
+    }
+  });
+});
+
+describe('native driver: a full disk while making a tree from layer deltas', () => {
+  test('RESOURCE_EXHAUSTED naming the snapshot, no fs/ left, the layers untouched', async () => {
+    // A 4 MiB tmpfs: the base (1 MiB) and its delta (1.5 MiB) fit, a container's copy of both cannot.
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-native-full-delta-'));
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0700'] }], mnt);
+    let h: Harness | undefined;
+    try {
+      h = await createHarness('native', { root: path.join(mnt, 'root') });
+      const base = await h.create('active');
+      fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'base'), Buffer.alloc(1 << 20, 1));
+      const c = await h.commit(base);
+      const d = { id: 2, kind: 'active' as const, parents: [c.id] };
+      await h.driver.create(d, { applyOnly: true });
+      const t = await h.driver.openApplyTarget(d);
+      const layer = new TarBuilder().file('big', Buffer.alloc(1536 << 10, 2)).build();
+      await applyLayer({ layer: Readable.from([layer]), root: t.dir, whiteouts: t.whiteouts, lowerDirs: t.lowerDirs, sync: 'none' });
+      const c2 = await h.commit(d);
+      await assert.rejects(
+        h.driver.create({ id: 3, kind: 'active', parents: [c2.id, c.id] }, {}),
+        (e: NodeJS.ErrnoException) => {
+          assert.match(e.message, /stored changes of snapshot 2/);
+          assert.equal(toStrataError(e, 'prepare').code, 'ResourceExhausted', e.message);
+          return true;
+        },
+      );
+      assert.ok(!fs.existsSync(path.join(h.root, 'snapshots', '3', 'fs')), 'no complete-looking tree is left');
+      await h.driver.remove(3);
+      assert.equal(fs.statSync(path.join(h.root, 'snapshots', '2', 'fs', 'big')).size, 1536 << 10);
+      assert.equal(fs.statSync(path.join(h.root, 'snapshots', '1', 'fs', 'base')).size, 1 << 20);
+      assert.deepEqual(await h.driver.listOnDisk(), [1, 2]);
     } finally {
       await h?.cleanup();
       await unmountAll(mnt);
