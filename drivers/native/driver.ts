@@ -80,9 +80,9 @@ export class NativeDriver implements Driver {
   /**
    * Where deltas cannot be stored (or layer_deltas = false), a layer being unpacked shares its parent's files as
    * hard links: the applier replaces what the layer changes and leaves the rest, so no file data is copied (on
-   * ext4, the benchmark's second and third layers skip rewriting 345 and 457 MB). Not with project quotas: a link into another project is EXDEV, and usage by
-   * quota would charge shared inodes to the parent. Anything else that refuses a link (EMLINK on an inode with
-   * 65,000 names on ext4) falls back to copying.
+   * ext4, the benchmark's second and third layers skip rewriting 345 and 457 MB). Not with project quotas: a
+   * link into another project is EXDEV, and usage by quota would charge shared inodes to the parent. Anything
+   * else that refuses a link (EMLINK on an inode with 65,000 names on ext4) falls back to copying.
    */
   private async tryLinkTree(parents: readonly number[], partial: string, dir: string): Promise<boolean> {
     try {
