@@ -361,14 +361,25 @@ describe('native driver', () => {
   });
 });
 
+/** A native driver on a 4 MiB tmpfs, torn down after fn whatever it does. */
+async function onTinyTmpfs(fn: (h: Harness) => Promise<void>): Promise<void> {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-native-full-'));
+  await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0700'] }], mnt);
+  let h: Harness | undefined;
+  try {
+    h = await createHarness('native', { root: path.join(mnt, 'root') });
+    await fn(h);
+  } finally {
+    await h?.cleanup();
+    await unmountAll(mnt);
+    fs.rmdirSync(mnt);
+  }
+}
+
 describe('native driver on a full disk', () => {
-  test('a copy that runs out of space is RESOURCE_EXHAUSTED, names the file, and leaves no fs/', async () => {
-    // A 4 MiB tmpfs: the parent's 3 MiB fits once, its copy cannot.
-    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-native-full-'));
-    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0700'] }], mnt);
-    let h: Harness | undefined;
-    try {
-      h = await createHarness('native', { root: path.join(mnt, 'root') });
+  test('a copy that runs out of space is RESOURCE_EXHAUSTED, names the file, and leaves no fs/', () =>
+    // The parent's 3 MiB fits once, its copy cannot.
+    onTinyTmpfs(async (h) => {
       const base = await h.create('active');
       fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'big'), Buffer.alloc(3 << 20, 7));
       const c = await h.commit(base);
@@ -387,22 +398,11 @@ describe('native driver on a full disk', () => {
       assert.equal(fs.readFileSync(path.join(h.root, 'snapshots', String(c.id), 'fs', 'big')).length, 3 << 20);
       await h.driver.remove(2);
       assert.deepEqual(await h.driver.listOnDisk(), [c.id]);
-    } finally {
-      await h?.cleanup();
-      await unmountAll(mnt);
-      fs.rmdirSync(mnt);
-    }
-  });
-});
+    }));
 
-describe('native driver: a full disk while making a tree from layer deltas', () => {
-  test('RESOURCE_EXHAUSTED naming the snapshot, no fs/ left, the layers untouched', async () => {
-    // A 4 MiB tmpfs: the base (1 MiB) and its delta (1.5 MiB) fit, a container's copy of both cannot.
-    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-native-full-delta-'));
-    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=4m', 'mode=0700'] }], mnt);
-    let h: Harness | undefined;
-    try {
-      h = await createHarness('native', { root: path.join(mnt, 'root') });
+  test('so is applying layer deltas for a tree: it names the snapshot, leaves no fs/, the layers untouched', () =>
+    // The base (1 MiB) and its delta (1.5 MiB) fit, a container's copy of both cannot.
+    onTinyTmpfs(async (h) => {
       const base = await h.create('active');
       fs.writeFileSync(path.join(h.root, 'snapshots', String(base.id), 'fs', 'base'), Buffer.alloc(1 << 20, 1));
       const c = await h.commit(base);
@@ -425,12 +425,7 @@ describe('native driver: a full disk while making a tree from layer deltas', () 
       assert.equal(fs.statSync(path.join(h.root, 'snapshots', '2', 'fs', 'big')).size, 1536 << 10);
       assert.equal(fs.statSync(path.join(h.root, 'snapshots', '1', 'fs', 'base')).size, 1 << 20);
       assert.deepEqual(await h.driver.listOnDisk(), [1, 2]);
-    } finally {
-      await h?.cleanup();
-      await unmountAll(mnt);
-      fs.rmdirSync(mnt);
-    }
-  });
+    }));
 });
 
 describe('native driver on btrfs: FICLONE reflinks', () => {
