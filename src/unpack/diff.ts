@@ -282,9 +282,9 @@ export function diffTarStream(src: DiffSource): { stream: Readable; entries: () 
   const em = new Emitter(src.kind === 'upper' ? (src.overlayPrefix ?? 'trusted.overlay.') : 'trusted.overlay.');
   function* all(): Generator<Buffer> {
     if (src.kind === 'upper') {
-      const root = readMeta(src.dir, '');
+      // Read for its check alone: an upper whose root carries overlay's redirect or metacopy cannot be diffed.
+      readMeta(src.dir, '');
       if (em.isOpaque(src.dir)) yield* em.opaque('');
-      void root;
       yield* walkUpper(src.dir, '', em);
     } else if (src.oldDir === null) {
       yield* walkAll(src.newDir, '', em);
