@@ -46,6 +46,11 @@ export interface ApplyTarget extends OpenDir {
   overlayXattrPrefix?: 'trusted.overlay.' | 'user.overlay.';
 }
 
+/** A snapshot's own changes as an overlay upper dir holds them: whiteout devices, opaque xattrs under prefix. */
+export interface ChangeSet extends OpenDir {
+  overlayPrefix: 'trusted.overlay.' | 'user.overlay.';
+}
+
 export interface DriverUsage extends Usage {
   /** How the figure was obtained, shown by `snapctl info`: O(1) accounting or a walk of the tree. */
   method: 'quota' | 'qgroup' | 'dataset' | 'thin' | 'walk';
@@ -78,6 +83,11 @@ export interface Driver {
   openApplyTarget(snap: SnapshotRef): Promise<ApplyTarget>;
   /** The snapshot's whole tree (its layer over its parents), read-only use, for diffs and debugging. */
   openTree(snap: SnapshotRef): Promise<OpenDir>;
+  /**
+   * The snapshot's own changes, where the driver stores them as a change set (overlay's layers, native's layer
+   * deltas): a diff is then one walk of them instead of a comparison of two whole trees. Null otherwise.
+   */
+  openChanges?(snap: SnapshotRef): Promise<ChangeSet | null>;
   /** Ids that have storage on disk, so Cleanup can reclaim those the metadata does not know. */
   listOnDisk(): Promise<number[]>;
   /** Driver-wide facts for `snapctl info`/logs (backing filesystem, pool usage, quota support). */

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ApplyTarget, CreateOptions, Driver, DriverOptions, DriverUsage, OpenDir, SnapshotRef } from '../driver';
+import type { ApplyTarget, ChangeSet, CreateOptions, Driver, DriverOptions, DriverUsage, OpenDir, SnapshotRef } from '../driver';
 import type { Mount } from '../../src/core/types';
 import { failedPrecondition } from '../../src/core/errors';
 import { DirStore, removeTree } from './dirstore';
@@ -147,6 +147,11 @@ export class NativeDriver implements Driver {
       throw e;
     }
     return { dir: path.join(tmp, 'fs'), release };
+  }
+
+  async openChanges(snap: SnapshotRef): Promise<ChangeSet | null> {
+    if (!isDelta(this.store, snap.id)) return null;
+    return { dir: this.store.fs(snap.id), overlayPrefix: DELTA_XATTR_PREFIX, release: async () => {} };
   }
 
   async listOnDisk(): Promise<number[]> {

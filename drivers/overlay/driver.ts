@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ApplyTarget, CreateOptions, Driver, DriverOptions, DriverUsage, OpenDir, SnapshotRef } from '../driver';
+import type { ApplyTarget, ChangeSet, CreateOptions, Driver, DriverOptions, DriverUsage, OpenDir, SnapshotRef } from '../driver';
 import type { Mount } from '../../src/core/types';
 import { failedPrecondition } from '../../src/core/errors';
 import { mountTemp } from '../../src/core/mount';
@@ -109,6 +109,13 @@ export class OverlayDriver implements Driver {
       overlayXattrPrefix: this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.',
       release: async () => {},
     };
+  }
+
+  async openChanges(snap: SnapshotRef): Promise<ChangeSet | null> {
+    // A view has no layer of its own.
+    if (snap.kind === 'view') return null;
+    const prefix = this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.';
+    return { dir: this.store.fs(snap.id), overlayPrefix: prefix, release: async () => {} };
   }
 
   async openTree(snap: SnapshotRef): Promise<OpenDir> {

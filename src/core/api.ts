@@ -2,7 +2,7 @@
  * What the Snapshotter core offers to every front end (the containerd gRPC service, strata's own services,
  * the Docker volume plugin, tests). Implemented once in snapshotter.ts.
  */
-import type { ApplyTarget, DriverUsage, OpenDir, SnapshotRef } from '../../drivers/driver';
+import type { ApplyTarget, ChangeSet, DriverUsage, OpenDir, SnapshotRef } from '../../drivers/driver';
 import type { Info, Labels, Mount } from './types';
 
 export interface SnapshotterApi {
@@ -32,6 +32,8 @@ export interface SnapshotterApi {
   openApplyTarget(key: string): Promise<ApplyTarget>;
   /** The whole tree of `key` (any kind), read-only use. */
   openTree(key: string): Promise<OpenDir>;
+  /** The own changes of `key` where its driver stores them as a change set (Driver.openChanges), else null. */
+  openChanges(key: string): Promise<ChangeSet | null>;
 }
 
 export interface CleanupReport {

@@ -252,4 +252,9 @@ export class Snapshotter implements SnapshotterApi {
   async openTree(key: string) {
     return this.driver.openTree(this.refOf(this.row(key)));
   }
+
+  async openChanges(key: string) {
+    const ref = this.refOf(this.row(key));
+    return this.driver.openChanges ? this.driver.openChanges(ref) : null;
+  }
 }

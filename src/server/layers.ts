@@ -13,7 +13,7 @@ import type { ServiceRegistry } from './services';
 import { LayersService, type DiffResponse, type LayersServer, type UnpackResponse } from '../gen/strata/v1/layers';
 import { writeDiff, type DiffCompression, type DiffSource } from '../unpack/diff';
 import { applyLayer } from '../unpack/engine';
-import { toStrata } from '../unpack/errors';
+import { toStrata, UnpackError } from '../unpack/errors';
 import { unary, callErrorLogger } from './status';
 
 /** The key of the transient active snapshot: unique, and naming the layer for `snapctl ls` while it runs. */
@@ -105,13 +105,7 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
         const info = s.stat(r.key);
         const releases: Array<() => Promise<void>> = [];
         try {
-          let src: DiffSource;
-          if (info.kind === 'active' && ctx.driver.whiteouts === 'overlay') {
-            // The upper dir is the change set already: one walk, no comparison.
-            const t = await s.openApplyTarget(r.key);
-            releases.push(t.release);
-            src = { kind: 'upper', dir: t.dir };
-          } else {
+          const trees = async (): Promise<DiffSource> => {
             const n = await s.openTree(r.key);
             releases.push(n.release);
             let oldDir: string | null = null;
@@ -120,11 +114,24 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
               releases.push(o.release);
               oldDir = o.dir;
             }
-            src = { kind: 'trees', newDir: n.dir, oldDir };
+            return { kind: 'trees', newDir: n.dir, oldDir };
+          };
+          // Where the driver keeps the layer as a change set, that is the diff already: one walk, no comparison.
+          const changes = await s.openChanges(r.key);
+          if (changes) releases.push(changes.release);
+          const write = (src: DiffSource) => writeDiff(src, r.outputPath, compression);
+          let res;
+          try {
+            res = changes ? await write({ kind: 'upper', dir: changes.dir, overlayPrefix: changes.overlayPrefix }) : await write(await trees());
+          } catch (e) {
+            // An upper the kernel wrote with redirect_dir or metacopy (renamed directories, metadata-only copy-ups)
+            // cannot be read as a change set; the two whole trees still compare. The output file is rewritten.
+            if (!(changes && e instanceof UnpackError && e.kind === 'unsupported')) throw toStrata(e, 'diff');
+            log.info('diff: the change set has overlay redirects or metacopy; comparing whole trees', { key: r.key });
+            res = await write(await trees()).catch((e2: unknown) => {
+              throw toStrata(e2, 'diff');
+            });
           }
-          const res = await writeDiff(src, r.outputPath, compression).catch((e: unknown) => {
-            throw toStrata(e);
-          });
           return { diffId: res.diffId, digest: res.digest, size: res.size, entries: res.entries, durationUs: Math.round(res.durationMs * 1000) };
         } finally {
           for (const rel of releases.reverse()) await rel().catch(() => undefined);

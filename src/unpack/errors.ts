@@ -43,9 +43,9 @@ const CODE_BY_KIND: Record<UnpackErrorKind, ErrorCode> = {
 
 /**
  * The core's typed error for an unpack failure, so the gRPC layer maps it in its one place. `what` starts the
- * message: the daemon's Unpack and `snapctl apply` each name themselves.
+ * message: the daemon's Unpack and Diff and `snapctl apply` each name themselves.
  */
-export function toStrata(e: unknown, what: 'unpack' | 'apply' = 'unpack'): StrataError {
+export function toStrata(e: unknown, what: 'unpack' | 'apply' | 'diff' = 'unpack'): StrataError {
   if (e instanceof StrataError) return e;
   if (e instanceof UnpackError) {
     const code = e.errno === 'ENOSPC' || e.errno === 'EDQUOT' ? 'ResourceExhausted' : CODE_BY_KIND[e.kind];

@@ -20,7 +20,8 @@ export const command: Command = {
   summary: 'write the changes of a snapshot against its parent as an OCI layer',
   usage: `snapctl diff KEY [-o FILE] [--compress gzip|zstd|none]
   Deletions become whiteouts, replaced directories opaque markers; hardlinks stay links. Without -o the layer
-  goes to stdout. Overlay reads the snapshot's upper dir; other drivers compare it with its parent's tree.`,
+  goes to stdout. Overlay's layers and native's unpacked layers are read as their own change set; anything
+  else is compared with its parent's tree.`,
   async run(argv, io) {
     const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' }, compress: { type: 'string', default: 'none' } }, { min: 1, max: 1 });
     const [key] = positionals as [string];
