@@ -14,6 +14,8 @@ export interface SnapshotDetail {
   /** Committed ancestors, nearest first. */
   parents: { name: string; id: number }[];
   path: string;
+  /** path holds only the layer's own changes (overlay form), not a whole tree. */
+  pathHoldsChanges: boolean;
   usage?: { size: number; inodes: number; method: string };
   usageError?: string;
   /** Bytes; 0 = no limit. */
@@ -45,6 +47,7 @@ function detailFromPb(r: InfoResponse): SnapshotDetail {
     kind: (KINDS.includes(r.kind) ? r.kind : 'active') as Kind,
     parents: r.parents.map((p) => ({ name: p.name, id: p.id })),
     path: r.path,
+    pathHoldsChanges: r.pathHoldsChanges,
     sizeLimit: r.sizeLimit,
     mounts: r.mounts.map(({ type, source, options }) => ({ type, source, options })),
     labels: r.labels ?? {},

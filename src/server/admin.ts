@@ -61,6 +61,7 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
           kind: info.kind,
           parents: ref.parents.map((id) => ({ id, name: ctx.store.getById(id)?.key ?? '' })),
           path: layerPath(ctx, ref),
+          pathHoldsChanges: false,
           usage: undefined,
           usageError: '',
           sizeLimit: row?.sizeLimit ?? 0,
@@ -69,6 +70,11 @@ export function register(server: ServiceRegistry, ctx: DaemonContext): void {
           createdAt: info.created,
           updatedAt: info.updated,
         };
+        const changes = await s.openChanges(r.key);
+        if (changes) {
+          res.pathHoldsChanges = true;
+          await changes.release();
+        }
         if (info.kind !== 'committed') {
           res.mounts = (await s.mounts(r.key)).map((m) => ({ type: m.type, source: m.source, target: '', options: m.options }));
         }

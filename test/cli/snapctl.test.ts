@@ -219,7 +219,10 @@ for (const entry of DRIVERS.filter((d) => (d.label === 'overlay' || d.label === 
       assert.equal(typeof ij.usage.method, 'string');
       assert.equal(ij.sizeLimit, 0);
       assert.ok(ij.mounts.length >= 1);
-      const cj = jsonOf<{ usage: { size: number; inodes: number }; mounts: unknown[]; path: string }>(await ok(a, ['info', 'layer 1', '--json']));
+      const cj = jsonOf<{ usage: { size: number; inodes: number }; mounts: unknown[]; path: string; pathHoldsChanges: boolean }>(await ok(a, ['info', 'layer 1', '--json']));
+      // An overlay layer is its upper dir; a native layer a client committed is a whole tree.
+      assert.equal(cj.pathHoldsChanges, entry.driver === 'overlay');
+      assert.equal(/^Path: .*own changes/m.test((await ok(a, ['info', 'layer 1'])).stdout), entry.driver === 'overlay');
       assert.ok(cj.usage.size >= 10_000, `committed usage ${cj.usage.size} counts the 10 kB file`);
       assert.ok(cj.usage.inodes >= 2);
       assert.deepEqual(cj.mounts, []);

@@ -189,13 +189,16 @@ for (const entry of selectedDrivers()) {
           assertTreesEqual(await viewTree(name), await viewTree(chains[i]!), `${driver}: layer ${i + 1} through its diff (${what})`);
         }
       };
-      await roundTrip('as stored');
-      if (driver !== 'overlay') return;
-      // A directory the kernel redirected (renamed under redirect_dir=on): the change set cannot be read as one,
-      // so Diff compares the whole trees instead. The redirect names the directory's own path, so what the overlay
-      // shows does not change.
       const admin = new AdminApiClient(d.address);
       try {
+        // Which layers are change sets, as `snapctl info` says: every overlay layer; native's unpacked on a parent.
+        const held = await Promise.all(chains.map(async (c) => (await admin.info(c, { skipUsage: true })).pathHoldsChanges));
+        assert.deepEqual(held, entry.driver === 'overlay' ? [true, true, true] : entry.driver === 'native' ? [false, true, true] : [false, false, false]);
+        await roundTrip('as stored');
+        if (entry.driver !== 'overlay') return;
+        // A directory the kernel redirected (renamed under redirect_dir=on): the change set cannot be read as one,
+        // so Diff compares the whole trees instead. The redirect names the directory's own path, so what the
+        // overlay shows does not change.
         const upper = (await admin.info(chains[2]!, { skipUsage: true })).path;
         native().lsetxattr(path.join(upper, 'etc'), 'trusted.overlay.redirect', Buffer.from('/etc'), 0);
       } finally {

@@ -11,7 +11,7 @@ export function describe(d: SnapshotDetail, now = new Date()): string {
     ['Kind', d.kind],
     ['Parent', d.parents[0] ? `${d.parents[0].name} (#${d.parents[0].id})` : '-'],
     ['Depth', String(d.parents.length)],
-    ['Path', d.path || '-'],
+    ['Path', d.path ? d.path + (d.pathHoldsChanges ? ' (the layer\'s own changes: 0/0 devices are deletions)' : '') : '-'],
     [
       'Usage',
       d.usage ? `${humanSize(d.usage.size)} (${d.usage.size} bytes), ${d.usage.inodes} inodes, by ${d.usage.method}` : d.usageError ? `unknown: ${d.usageError}` : '-',
