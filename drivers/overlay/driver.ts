@@ -106,7 +106,7 @@ export class OverlayDriver implements Driver {
       dir: this.store.fs(snap.id),
       whiteouts: 'overlay',
       lowerDirs: snap.parents.map((id) => this.store.fs(id)),
-      overlayXattrPrefix: this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.',
+      overlayXattrPrefix: this.xattrPrefix(),
       release: async () => {},
     };
   }
@@ -114,8 +114,12 @@ export class OverlayDriver implements Driver {
   async openChanges(snap: SnapshotRef): Promise<ChangeSet | null> {
     // A view has no layer of its own.
     if (snap.kind === 'view') return null;
-    const prefix = this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.';
-    return { dir: this.store.fs(snap.id), overlayPrefix: prefix, release: async () => {} };
+    return { dir: this.store.fs(snap.id), overlayPrefix: this.xattrPrefix(), release: async () => {} };
+  }
+
+  /** Where overlay keeps its own xattrs (opaque dirs) in the layers this driver mounts. */
+  private xattrPrefix(): 'trusted.overlay.' | 'user.overlay.' {
+    return this.ready().f.userxattr ? 'user.overlay.' : 'trusted.overlay.';
   }
 
   async openTree(snap: SnapshotRef): Promise<OpenDir> {
